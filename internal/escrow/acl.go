@@ -146,7 +146,8 @@ func validName(s, what string) error {
 
 // Effective computes the permission p holds on a secret whose own ACL is
 // secretACL and whose ancestor folders are folders (any order; missing
-// folders simply contribute nothing). Admins hold owner everywhere.
+// folders simply contribute nothing). Admins hold owner everywhere;
+// auditors hold at least list everywhere (metadata, never values).
 //
 // Inheritance is additive: a folder grant can be widened below it, never
 // narrowed, which keeps the rule easy to audit.
@@ -159,6 +160,9 @@ func Effective(p *Principal, secretACL []ACE, folders []Folder) Permission {
 	}
 	keys := p.Keys()
 	best := PermNone
+	if p.HasRole(RoleAuditor) {
+		best = PermList
+	}
 	consider := func(acl []ACE) {
 		for _, a := range acl {
 			if a.Permission.rank() <= best.rank() {

@@ -2,6 +2,7 @@ package escrow
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -78,13 +79,15 @@ func NewAuditRecord(ctx context.Context, now time.Time, action, target string) *
 	return rec
 }
 
-// Fail marks rec as denied (for forbidden/unauthenticated errors) or failed,
+// Fail marks rec as denied (for forbidden/unauthenticated errors, even when
+// wrapped) or failed,
 // with err's code and client-safe message.
 func (r *AuditRecord) Fail(err error) {
-	code := ErrorCode(err)
-	r.ErrorCode = code
+	r.ErrorCode = ErrorCode(err)
 	r.Reason = ErrorMessage(err)
-	if code == CodeForbidden || code == CodeUnauthenticated {
+	// errors.Is also finds a denial hidden behind a not_found answer (a
+	// caller who may not see a secret is told it does not exist).
+	if errors.Is(err, ErrForbidden) || errors.Is(err, ErrUnauthenticated) {
 		r.Outcome = OutcomeDenied
 	} else {
 		r.Outcome = OutcomeFailed

@@ -1,0 +1,204 @@
+// Package devserver is `escrow server -dev`: the whole service in one local
+// process, with the same http.Handler the api Lambda serves, behind local
+// adapters (SQLite store, master key file, a demo OIDC issuer).
+//
+// It is for development and demos only: the demo issuer mints tokens for
+// anyone who asks. It must never be wired into the Lambda functions.
+package devserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
+	"github.com/escrow-pam/escrow/internal/keys/local"
+	"github.com/escrow-pam/escrow/internal/secrets"
+	"github.com/escrow-pam/escrow/internal/store/sqlite"
+)
+
+// Audience is the audience of dev tokens.
+const Audience = "escrow"
+
+// TokenTTL is how long a dev token lives.
+const TokenTTL = 12 * time.Hour
+
+// Config configures the dev server.
+type Config struct {
+	Addr    string // "127.0.0.1:8080"; "127.0.0.1:0" picks a free port
+	DataDir string // SQLite database, master key and dev issuer key
+	Logger  *slog.Logger
+	Seed    bool      // create demo folders and secrets on first run
+	Out     io.Writer // banner: URL, tokens and examples (nil = discard)
+}
+
+// Server is a running dev server.
+type Server struct {
+	URL string
+
+	http   *http.Server
+	store  *sqlite.Store
+	issuer *auth.DevIssuer
+	users  map[string]auth.DevUser
+	done   chan struct{}
+	err    error
+	once   sync.Once
+}
+
+// Start opens the data directory, listens, seeds demo data if asked, and
+// serves in the background. It returns once the server accepts connections.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = ".escrow"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s, err := start(ctx, cfg, ln)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
+	base := "http://" + ln.Addr().String()
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "escrow.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	keys, err := local.Open(filepath.Join(cfg.DataDir, "master.key"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open master key: %w", err)
+	}
+	issuerURL := base + "/dev/oidc"
+	issuer, err := auth.OpenDevIssuer(filepath.Join(cfg.DataDir, "dev-issuer.key"), issuerURL, Audience)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open dev issuer: %w", err)
+	}
+	// The verifier fetches the dev issuer's JWKS over HTTP, as it would any
+	// issuer's: the dev server exercises the production auth path.
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{Issuer: issuerURL, Audience: Audience,
+		HTTPClient: &http.Client{Timeout: 5 * time.Second}})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("create verifier: %w", err)
+	}
+	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Logger: cfg.Logger})
+	s := &Server{URL: base, store: store, issuer: issuer, users: map[string]auth.DevUser{}, done: make(chan struct{})}
+	for _, u := range auth.DemoUsers() {
+		s.users[u.Subject] = u
+	}
+	dev := http.NewServeMux()
+	dev.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
+	dev.HandleFunc("POST /dev/token", s.handleToken)
+	dev.HandleFunc("GET /dev/users", s.handleUsers)
+	h := httpapi.New(httpapi.Config{Secrets: svc, Auth: verifier, Logger: cfg.Logger, Dev: dev})
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+
+	var seeded []seededSecret
+	if cfg.Seed {
+		if seeded, err = seed(ctx, svc, store); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("seed demo data: %w", err)
+		}
+	}
+	go func() {
+		err := s.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.err = errors.Join(err, store.Close())
+		close(s.done)
+	}()
+	s.banner(cfg, seeded)
+	cfg.Logger.InfoContext(ctx, "escrow dev server listening", "url", base, "data", cfg.DataDir)
+	return s, nil
+}
+
+// Token mints a token for the demo user sub.
+func (s *Server) Token(sub string) (string, error) {
+	u, ok := s.users[sub]
+	if !ok {
+		return "", escrow.Errorf(escrow.CodeNotFound, "no demo user %q (try alice, bob, carol, admin, auditor)", sub)
+	}
+	tok, _, err := s.issuer.Mint(u, TokenTTL)
+	return tok, err
+}
+
+// Close shuts the server down gracefully and closes the store.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.http.Close()
+		}
+	})
+	<-s.done
+	return s.err
+}
+
+// Done is closed when the server has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		User string `json:"user"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.User == "" {
+		devError(w, http.StatusBadRequest, "invalid", `body must be {"user":"alice"}`)
+		return
+	}
+	u, ok := s.users[req.User]
+	if !ok {
+		devError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no demo user %q (try alice, bob, carol, admin, auditor)", req.User))
+		return
+	}
+	tok, exp, err := s.issuer.Mint(u, TokenTTL)
+	if err != nil {
+		devError(w, http.StatusInternalServerError, "internal", "mint token")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{"token": tok, "expiresAt": exp.UTC(), "user": u})
+}
+
+func (s *Server) handleUsers(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"users": auth.DemoUsers()})
+}
+
+func devError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}

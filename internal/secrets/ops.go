@@ -1,0 +1,471 @@
+package secrets
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/escrow-pam/escrow/internal/envelope"
+	"github.com/escrow-pam/escrow/internal/escrow"
+)
+
+// CreateInput describes a new secret.
+type CreateInput struct {
+	Name        string
+	Folder      string
+	Type        escrow.SecretType
+	Description string
+	Tags        map[string]string
+	ACL         []escrow.ACE
+	Value       escrow.SecretValue
+}
+
+// Create stores a new secret with its first version. The caller needs edit
+// on the folder and becomes an owner of the secret.
+func (s *Service) Create(ctx context.Context, in CreateInput) (*escrow.Secret, error) {
+	now := s.clock.Now()
+	id := escrow.NewID(now)
+	rec := s.record(ctx, escrow.ActionSecretCreate, escrow.SecretTarget(id))
+	rec.SecretID = id
+	sec, err := s.create(ctx, id, in, rec)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	return sec, nil
+}
+
+func (s *Service) create(ctx context.Context, id string, in CreateInput, rec *escrow.AuditRecord) (*escrow.Secret, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	sec := &escrow.Secret{
+		ID: id, Name: in.Name, Folder: in.Folder, Type: in.Type, Description: in.Description,
+		Tags: in.Tags, ACL: slices.Clone(in.ACL), CurrentVersion: 1, Revision: 1,
+		CreatedAt: now, CreatedBy: p.Subject, UpdatedAt: now, UpdatedBy: p.Subject,
+	}
+	if !slices.ContainsFunc(sec.ACL, func(a escrow.ACE) bool { return a.Principal == escrow.UserKey(p.Subject) }) {
+		sec.ACL = append(sec.ACL, escrow.ACE{Principal: escrow.UserKey(p.Subject), Permission: escrow.PermOwner})
+	}
+	if err := sec.ValidateMeta(); err != nil {
+		return nil, err
+	}
+	rec.Target = escrow.SecretTarget(id)
+	rec.Details = map[string]string{"path": sec.Path(), "type": string(sec.Type), "version": "1",
+		"fields": strings.Join(in.Value.FieldNames(), ",")}
+	if err := escrow.ValidateValue(sec.Type, in.Value); err != nil {
+		return nil, err
+	}
+	perm, err := s.folderPermission(ctx, p, sec.Folder)
+	if err != nil {
+		return nil, err
+	}
+	if !perm.Includes(escrow.PermEdit) {
+		return nil, escrow.Errorf(escrow.CodeForbidden, "you need edit permission on folder %s to create secrets in it", sec.Folder)
+	}
+	ver, err := s.seal(ctx, id, 1, in.Value, p.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateSecret(ctx, sec, ver, rec); err != nil {
+		if errors.Is(err, escrow.ErrConflict) {
+			return nil, escrow.Errorf(escrow.CodeConflict, "a secret named %s already exists", sec.Path())
+		}
+		return nil, fmtErr("create secret", err)
+	}
+	return sec, nil
+}
+
+// Get returns a secret's metadata; the caller needs list.
+func (s *Service) Get(ctx context.Context, id string) (*escrow.Secret, error) {
+	rec := s.record(ctx, escrow.ActionSecretGet, escrow.SecretTarget(id))
+	rec.SecretID = id
+	sec, _, err := s.load(ctx, id, escrow.PermList)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	if err := s.commit(ctx, rec); err != nil {
+		return nil, err
+	}
+	return sec, nil
+}
+
+// UpdateInput changes a secret. Nil fields are left as they are; a non-nil
+// Value adds a new version. Revision, if set, must match the stored one.
+type UpdateInput struct {
+	Revision    *int64
+	Name        *string
+	Folder      *string
+	Description *string
+	Tags        *map[string]string
+	Value       escrow.SecretValue
+}
+
+// Update changes a secret's metadata and/or value; the caller needs edit
+// (and edit on the new folder when moving it).
+func (s *Service) Update(ctx context.Context, id string, in UpdateInput) (*escrow.Secret, error) {
+	rec := s.record(ctx, escrow.ActionSecretUpdate, escrow.SecretTarget(id))
+	rec.SecretID = id
+	sec, err := s.update(ctx, id, in, rec)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	return sec, nil
+}
+
+func (s *Service) update(ctx context.Context, id string, in UpdateInput, rec *escrow.AuditRecord) (*escrow.Secret, error) {
+	old, _, err := s.load(ctx, id, escrow.PermEdit)
+	if err != nil {
+		return nil, err
+	}
+	if old.Deleted() {
+		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", old.Path())
+	}
+	if in.Revision != nil && *in.Revision != old.Revision {
+		return nil, escrow.Errorf(escrow.CodeConflict, "secret %s changed since revision %d (now %d)", old.Path(), *in.Revision, old.Revision)
+	}
+	p := escrow.PrincipalFrom(ctx)
+	sec := *old
+	if in.Name != nil {
+		sec.Name = *in.Name
+	}
+	if in.Folder != nil {
+		sec.Folder = *in.Folder
+	}
+	if in.Description != nil {
+		sec.Description = *in.Description
+	}
+	if in.Tags != nil {
+		sec.Tags = *in.Tags
+	}
+	if err := sec.ValidateMeta(); err != nil {
+		return nil, err
+	}
+	changed := []string{}
+	if sec.Path() != old.Path() {
+		changed = append(changed, "path")
+		perm, err := s.folderPermission(ctx, p, sec.Folder)
+		if err != nil {
+			return nil, err
+		}
+		if !perm.Includes(escrow.PermEdit) {
+			return nil, escrow.Errorf(escrow.CodeForbidden, "you need edit permission on folder %s to move a secret into it", sec.Folder)
+		}
+	}
+	if in.Description != nil {
+		changed = append(changed, "description")
+	}
+	if in.Tags != nil {
+		changed = append(changed, "tags")
+	}
+	now := s.clock.Now()
+	sec.Revision = old.Revision + 1
+	sec.UpdatedAt, sec.UpdatedBy = now, p.Subject
+	var ver *escrow.SecretVersion
+	if in.Value != nil {
+		if err := escrow.ValidateValue(sec.Type, in.Value); err != nil {
+			return nil, err
+		}
+		sec.CurrentVersion = old.CurrentVersion + 1
+		if ver, err = s.seal(ctx, id, sec.CurrentVersion, in.Value, p.Subject); err != nil {
+			return nil, err
+		}
+		changed = append(changed, "value")
+	}
+	if len(changed) == 0 {
+		return nil, escrow.Errorf(escrow.CodeInvalid, "nothing to change")
+	}
+	rec.Details = map[string]string{"path": sec.Path(), "changed": strings.Join(changed, ","),
+		"version": itoa(sec.CurrentVersion), "revision": itoa64(sec.Revision)}
+	if ver != nil {
+		rec.Details["fields"] = strings.Join(in.Value.FieldNames(), ",")
+	}
+	if err := s.store.UpdateSecret(ctx, &sec, old.Revision, ver, rec); err != nil {
+		if errors.Is(err, escrow.ErrConflict) {
+			return nil, escrow.Errorf(escrow.CodeConflict, "secret %s was changed concurrently, or %s is taken; read it again and retry", old.Path(), sec.Path())
+		}
+		return nil, fmtErr("update secret", err)
+	}
+	return &sec, nil
+}
+
+// Delete soft-deletes a secret: its versions are kept, it can no longer be
+// revealed or changed. The caller needs edit.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	rec := s.record(ctx, escrow.ActionSecretDelete, escrow.SecretTarget(id))
+	rec.SecretID = id
+	if err := s.delete(ctx, id, rec); err != nil {
+		return s.fail(ctx, rec, err)
+	}
+	return nil
+}
+
+func (s *Service) delete(ctx context.Context, id string, rec *escrow.AuditRecord) error {
+	old, _, err := s.load(ctx, id, escrow.PermEdit)
+	if err != nil {
+		return err
+	}
+	if old.Deleted() {
+		return escrow.Errorf(escrow.CodeNotFound, "secret %s is already deleted", old.Path())
+	}
+	now := s.clock.Now()
+	sec := *old
+	sec.DeletedAt = &now
+	sec.Revision = old.Revision + 1
+	sec.UpdatedAt, sec.UpdatedBy = now, escrow.PrincipalFrom(ctx).Subject
+	rec.Details = map[string]string{"path": sec.Path()}
+	if err := s.store.UpdateSecret(ctx, &sec, old.Revision, nil, rec); err != nil {
+		return fmtErr("delete secret", err)
+	}
+	return nil
+}
+
+// Revealed is a decrypted secret value. It must never be logged.
+type Revealed struct {
+	SecretID string             `json:"secretId"`
+	Path     string             `json:"path"`
+	Version  int                `json:"version"`
+	Type     escrow.SecretType  `json:"type"`
+	Value    escrow.SecretValue `json:"value"`
+}
+
+// Reveal decrypts a version (0 = current) of a secret; the caller needs
+// view. The audit record is durable before the value is returned.
+func (s *Service) Reveal(ctx context.Context, id string, version int) (*Revealed, error) {
+	rec := s.record(ctx, escrow.ActionSecretReveal, escrow.SecretTarget(id))
+	rec.SecretID = id
+	r, err := s.reveal(ctx, id, version, rec)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	if err := s.commit(ctx, rec); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (s *Service) reveal(ctx context.Context, id string, version int, rec *escrow.AuditRecord) (*Revealed, error) {
+	sec, _, err := s.load(ctx, id, escrow.PermView)
+	if err != nil {
+		return nil, err
+	}
+	if sec.Deleted() {
+		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", sec.Path())
+	}
+	if version < 0 || version > sec.CurrentVersion {
+		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s has no version %d (current is %d)", sec.Path(), version, sec.CurrentVersion)
+	}
+	if version == 0 {
+		version = sec.CurrentVersion
+	}
+	rec.Details = map[string]string{"path": sec.Path(), "version": itoa(version)}
+	v, err := s.store.GetVersion(ctx, id, version)
+	if err != nil {
+		return nil, fmtErr("read version", err)
+	}
+	value, err := envelope.Open(ctx, s.keys, v)
+	if err != nil {
+		return nil, fmtErr("decrypt value", err)
+	}
+	return &Revealed{SecretID: id, Path: sec.Path(), Version: version, Type: sec.Type, Value: value}, nil
+}
+
+// Versions lists a secret's versions (metadata only); the caller needs view.
+func (s *Service) Versions(ctx context.Context, id string) ([]*escrow.SecretVersion, error) {
+	rec := s.record(ctx, escrow.ActionSecretVersions, escrow.SecretTarget(id))
+	rec.SecretID = id
+	vs, err := s.versions(ctx, id)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	if err := s.commit(ctx, rec); err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+func (s *Service) versions(ctx context.Context, id string) ([]*escrow.SecretVersion, error) {
+	if _, _, err := s.load(ctx, id, escrow.PermView); err != nil {
+		return nil, err
+	}
+	vs, err := s.store.ListVersions(ctx, id)
+	if err != nil {
+		return nil, fmtErr("list versions", err)
+	}
+	return vs, nil
+}
+
+// SetACL replaces a secret's ACL; the caller needs owner. An ACL that would
+// leave the secret without any owner is refused unless the caller is admin.
+func (s *Service) SetACL(ctx context.Context, id string, acl []escrow.ACE, revision *int64) (*escrow.Secret, error) {
+	rec := s.record(ctx, escrow.ActionSecretACL, escrow.SecretTarget(id))
+	rec.SecretID = id
+	sec, err := s.setACL(ctx, id, acl, revision, rec)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	return sec, nil
+}
+
+func (s *Service) setACL(ctx context.Context, id string, acl []escrow.ACE, revision *int64, rec *escrow.AuditRecord) (*escrow.Secret, error) {
+	old, _, err := s.load(ctx, id, escrow.PermOwner)
+	if err != nil {
+		return nil, err
+	}
+	if old.Deleted() {
+		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", old.Path())
+	}
+	if revision != nil && *revision != old.Revision {
+		return nil, escrow.Errorf(escrow.CodeConflict, "secret %s changed since revision %d (now %d)", old.Path(), *revision, old.Revision)
+	}
+	if err := escrow.ValidateACL(acl); err != nil {
+		return nil, err
+	}
+	p := escrow.PrincipalFrom(ctx)
+	if !p.IsAdmin() && !slices.ContainsFunc(acl, func(a escrow.ACE) bool { return a.Permission == escrow.PermOwner }) {
+		return nil, escrow.Errorf(escrow.CodeInvalid, "the acl must keep at least one owner")
+	}
+	sec := *old
+	sec.ACL = slices.Clone(acl)
+	sec.Revision = old.Revision + 1
+	sec.UpdatedAt, sec.UpdatedBy = s.clock.Now(), p.Subject
+	rec.Details = map[string]string{"path": sec.Path(), "acl": aclString(acl)}
+	if err := s.store.UpdateSecret(ctx, &sec, old.Revision, nil, rec); err != nil {
+		if errors.Is(err, escrow.ErrConflict) {
+			return nil, escrow.Errorf(escrow.CodeConflict, "secret %s was changed concurrently; read it again and retry", old.Path())
+		}
+		return nil, fmtErr("update acl", err)
+	}
+	return &sec, nil
+}
+
+// GetFolder returns a folder's ACL (an empty one if it was never set); the
+// caller needs list on it.
+func (s *Service) GetFolder(ctx context.Context, path string) (*escrow.Folder, error) {
+	rec := s.record(ctx, escrow.ActionFolderGet, escrow.FolderTarget(path))
+	f, err := s.getFolder(ctx, path)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	if err := s.commit(ctx, rec); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (s *Service) getFolder(ctx context.Context, path string) (*escrow.Folder, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clean, err := escrow.CleanFolder(path)
+	if err != nil {
+		return nil, err
+	}
+	perm, err := s.folderPermission(ctx, p, clean)
+	if err != nil {
+		return nil, err
+	}
+	if !perm.Includes(escrow.PermList) {
+		return nil, escrow.Errorf(escrow.CodeForbidden, "you hold no permission on folder %s", clean)
+	}
+	fs, err := s.store.GetFolders(ctx, []string{clean})
+	if err != nil {
+		return nil, fmtErr("read folder", err)
+	}
+	if len(fs) == 0 {
+		return &escrow.Folder{Path: clean, ACL: []escrow.ACE{}}, nil
+	}
+	return &fs[0], nil
+}
+
+// SetFolderACL replaces a folder's ACL; the caller needs owner on the
+// folder (through it or an ancestor), or admin.
+func (s *Service) SetFolderACL(ctx context.Context, path string, acl []escrow.ACE, revision *int64) (*escrow.Folder, error) {
+	rec := s.record(ctx, escrow.ActionFolderACL, escrow.FolderTarget(path))
+	f, err := s.setFolderACL(ctx, path, acl, revision, rec)
+	if err != nil {
+		return nil, s.fail(ctx, rec, err)
+	}
+	return f, nil
+}
+
+func (s *Service) setFolderACL(ctx context.Context, path string, acl []escrow.ACE, revision *int64, rec *escrow.AuditRecord) (*escrow.Folder, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clean, err := escrow.CleanFolder(path)
+	if err != nil {
+		return nil, err
+	}
+	rec.Target = escrow.FolderTarget(clean)
+	if err := escrow.ValidateACL(acl); err != nil {
+		return nil, err
+	}
+	perm, err := s.folderPermission(ctx, p, clean)
+	if err != nil {
+		return nil, err
+	}
+	if !perm.Includes(escrow.PermOwner) {
+		return nil, escrow.Errorf(escrow.CodeForbidden, "you need owner permission on folder %s to change its acl", clean)
+	}
+	fs, err := s.store.GetFolders(ctx, []string{clean})
+	if err != nil {
+		return nil, fmtErr("read folder", err)
+	}
+	var prev int64
+	if len(fs) == 1 {
+		prev = fs[0].Revision
+	}
+	if revision != nil && *revision != prev {
+		return nil, escrow.Errorf(escrow.CodeConflict, "folder %s changed since revision %d (now %d)", clean, *revision, prev)
+	}
+	f := &escrow.Folder{Path: clean, ACL: slices.Clone(acl), Revision: prev + 1, UpdatedBy: p.Subject}
+	rec.Details = map[string]string{"acl": aclString(acl), "revision": itoa64(f.Revision)}
+	if err := s.store.PutFolder(ctx, f, prev, rec); err != nil {
+		if errors.Is(err, escrow.ErrConflict) {
+			return nil, escrow.Errorf(escrow.CodeConflict, "folder %s was changed concurrently; read it again and retry", clean)
+		}
+		return nil, fmtErr("put folder", err)
+	}
+	return f, nil
+}
+
+// QueryAudit returns audit records; the caller needs the admin or auditor
+// role.
+func (s *Service) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.AuditPage, error) {
+	rec := s.record(ctx, escrow.ActionAuditQuery, "audit")
+	page, err := s.queryAudit(ctx, q, rec)
+	if err != nil {
+		return escrow.AuditPage{}, s.fail(ctx, rec, err)
+	}
+	if err := s.commit(ctx, rec); err != nil {
+		return escrow.AuditPage{}, err
+	}
+	return page, nil
+}
+
+func (s *Service) queryAudit(ctx context.Context, q escrow.AuditQuery, rec *escrow.AuditRecord) (escrow.AuditPage, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return escrow.AuditPage{}, err
+	}
+	if !p.IsAdmin() && !p.HasRole(escrow.RoleAuditor) {
+		return escrow.AuditPage{}, escrow.Errorf(escrow.CodeForbidden, "reading the audit log needs the admin or auditor role")
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+		return escrow.AuditPage{}, escrow.Errorf(escrow.CodeInvalid, "from must be before to")
+	}
+	if q.Limit < 0 || q.Limit > 1000 {
+		return escrow.AuditPage{}, escrow.Errorf(escrow.CodeInvalid, "limit must be between 1 and 1000")
+	}
+	rec.Details = auditQueryDetails(q)
+	page, err := s.audit.QueryAudit(ctx, q)
+	if err != nil {
+		return escrow.AuditPage{}, fmtErr("query audit", err)
+	}
+	return page, nil
+}

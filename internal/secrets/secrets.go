@@ -1,0 +1,175 @@
+// Package secrets is the use case layer of the vault: create, read, change,
+// reveal and share secrets, each decided by ACLs and written to the audit log.
+//
+// It depends only on the ports of package escrow. Every method writes exactly
+// one audit record, whatever the outcome, before it returns; if that record
+// cannot be written the method fails (fail closed). It must never put a
+// secret value into a log, an audit record or an error.
+package secrets
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+
+	"github.com/escrow-pam/escrow/internal/envelope"
+	"github.com/escrow-pam/escrow/internal/escrow"
+)
+
+// Config holds the ports the service needs.
+type Config struct {
+	Store  escrow.Store
+	Audit  escrow.AuditLog
+	Keys   escrow.Keys
+	Clock  escrow.Clock // nil = system clock
+	Logger *slog.Logger // nil = discard
+}
+
+// Service implements the secret use cases.
+type Service struct {
+	store  escrow.Store
+	audit  escrow.AuditLog
+	keys   escrow.Keys
+	clock  escrow.Clock
+	logger *slog.Logger
+}
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, clock: cfg.Clock, logger: cfg.Logger}
+	if s.clock == nil {
+		s.clock = escrow.SystemClock{}
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	return s
+}
+
+// record starts the audit record of one action.
+func (s *Service) record(ctx context.Context, action, target string) *escrow.AuditRecord {
+	return escrow.NewAuditRecord(ctx, s.clock.Now(), action, target)
+}
+
+// commit appends rec (a read's success record). If the append fails the
+// action fails: the caller gets ErrUnavailable and no data.
+func (s *Service) commit(ctx context.Context, rec *escrow.AuditRecord) error {
+	if err := s.audit.Append(ctx, rec); err != nil {
+		s.logger.ErrorContext(ctx, "audit append failed; failing the action closed",
+			"action", rec.Action, "target", rec.Target, "requestId", rec.RequestID, "err", err)
+		return escrow.Wrap(escrow.CodeUnavailable, err, "the audit log is unavailable, so the action was refused")
+	}
+	return nil
+}
+
+// fail records err as the outcome of rec and returns the error to give the
+// caller. Internal errors are logged here with their cause.
+func (s *Service) fail(ctx context.Context, rec *escrow.AuditRecord, err error) error {
+	rec.Fail(err)
+	if code := escrow.ErrorCode(err); code == escrow.CodeInternal || code == escrow.CodeUnavailable {
+		s.logger.ErrorContext(ctx, "action failed", "action", rec.Action, "target", rec.Target,
+			"requestId", rec.RequestID, "err", err)
+	}
+	if aerr := s.commit(ctx, rec); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// principal returns the caller or ErrUnauthenticated.
+func principal(ctx context.Context) (*escrow.Principal, error) {
+	p := escrow.PrincipalFrom(ctx)
+	if p == nil || p.Subject == "" {
+		return nil, escrow.ErrUnauthenticated
+	}
+	return p, nil
+}
+
+// permission returns what the caller holds on sec.
+func (s *Service) permission(ctx context.Context, p *escrow.Principal, sec *escrow.Secret) (escrow.Permission, error) {
+	if p.IsAdmin() {
+		return escrow.PermOwner, nil
+	}
+	folders, err := s.store.GetFolders(ctx, escrow.Ancestors(sec.Folder))
+	if err != nil {
+		return escrow.PermNone, fmtErr("read folders", err)
+	}
+	return escrow.Effective(p, sec.ACL, folders), nil
+}
+
+// folderPermission returns what the caller holds on a folder (its ACL and
+// its ancestors').
+func (s *Service) folderPermission(ctx context.Context, p *escrow.Principal, folder string) (escrow.Permission, error) {
+	if p.IsAdmin() {
+		return escrow.PermOwner, nil
+	}
+	folders, err := s.store.GetFolders(ctx, escrow.Ancestors(folder))
+	if err != nil {
+		return escrow.PermNone, fmtErr("read folders", err)
+	}
+	return escrow.Effective(p, nil, folders), nil
+}
+
+// load reads the secret id and checks that the caller holds need on it. A
+// caller who may not even list it is told it does not exist.
+func (s *Service) load(ctx context.Context, id string, need escrow.Permission) (*escrow.Secret, escrow.Permission, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, escrow.PermNone, err
+	}
+	if id == "" || len(id) > 64 {
+		return nil, escrow.PermNone, escrow.Errorf(escrow.CodeInvalid, "secret id must be 1 to 64 characters")
+	}
+	sec, err := s.store.GetSecret(ctx, id)
+	if err != nil {
+		if errors.Is(err, escrow.ErrNotFound) {
+			return nil, escrow.PermNone, escrow.Errorf(escrow.CodeNotFound, "secret %s not found", id)
+		}
+		return nil, escrow.PermNone, fmtErr("read secret", err)
+	}
+	perm, err := s.permission(ctx, p, sec)
+	if err != nil {
+		return nil, escrow.PermNone, err
+	}
+	if !perm.Includes(escrow.PermList) {
+		// Do not confirm that a secret exists to someone who may not see it.
+		return nil, perm, &escrow.Error{Code: escrow.CodeNotFound, Message: "secret " + id + " not found",
+			Err: escrow.ErrForbidden}
+	}
+	if !perm.Includes(need) {
+		return sec, perm, escrow.Errorf(escrow.CodeForbidden, "you need %s permission on %s (you have %s)", need, sec.Path(), perm)
+	}
+	return sec, perm, nil
+}
+
+// fmtErr keeps escrow-coded errors as they are and marks anything else
+// internal, wrapping with the verb that failed.
+func fmtErr(verb string, err error) error {
+	var e *escrow.Error
+	if errors.As(err, &e) {
+		return &escrow.Error{Code: e.Code, Message: e.Message, Err: errors.Join(errors.New(verb), err)}
+	}
+	return escrow.Wrap(escrow.CodeInternal, err, verb)
+}
+
+// seal encrypts value as version of secret id.
+func (s *Service) seal(ctx context.Context, id string, version int, value escrow.SecretValue, by string) (*escrow.SecretVersion, error) {
+	keyID, wrapped, ct, err := envelope.Seal(ctx, s.keys, id, version, value)
+	if err != nil {
+		return nil, fmtErr("encrypt value", err)
+	}
+	return &escrow.SecretVersion{
+		SecretID: id, Version: version, CreatedAt: s.clock.Now(), CreatedBy: by,
+		KeyID: keyID, WrappedKey: wrapped, Ciphertext: ct,
+	}, nil
+}
+
+func versionDetail(v int) map[string]string { return map[string]string{"version": strconv.Itoa(v)} }
+
+// RecordAuthFailure audits a request that failed authentication (target is
+// "METHOD /path") and returns err, or ErrUnavailable if the audit log cannot
+// take the record.
+func (s *Service) RecordAuthFailure(ctx context.Context, target string, err error) error {
+	return s.fail(ctx, s.record(ctx, escrow.ActionAuthFailed, target), err)
+}
