@@ -86,6 +86,7 @@ func New(cfg Config) http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		ctx := a.requestContext(r)
+		w.Header().Set("X-Request-Id", escrow.RequestInfoFrom(ctx).RequestID)
 		writeError(w, r.WithContext(ctx), escrow.Errorf(escrow.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 	return mux

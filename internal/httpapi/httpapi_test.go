@@ -2,8 +2,12 @@ package httpapi_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -12,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrow-pam/escrow/internal/auth"
 	"github.com/escrow-pam/escrow/internal/devserver"
 	"github.com/escrow-pam/escrow/internal/httpapi"
 )
@@ -183,33 +186,33 @@ func TestSecretLifecycleOverHTTP(t *testing.T) {
 func TestAuthentication(t *testing.T) {
 	s, dir := server(t)
 	issuerURL := s.URL + "/dev/oidc"
-	alice := auth.DemoUsers()[0]
-	mint := func(keyPath, issuer, aud string, ttl time.Duration) string {
-		t.Helper()
-		d, err := auth.OpenDevIssuer(keyPath, issuer, aud)
-		if err != nil {
-			t.Fatal(err)
+	own := readKey(t, filepath.Join(dir, "dev-issuer.key"))
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	kid := jwksKid(t, issuerURL)
+	now := time.Now().Unix()
+	claims := func(mod func(map[string]any)) map[string]any {
+		c := map[string]any{"iss": issuerURL, "aud": devserver.Audience, "sub": "alice", "groups": []string{"engineering"},
+			"iat": now, "nbf": now, "exp": now + 3600}
+		if mod != nil {
+			mod(c)
 		}
-		tok, _, err := d.Mint(alice, ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return c
 	}
-	ownKey := filepath.Join(dir, "dev-issuer.key")
-	if _, err := os.Stat(ownKey); err != nil {
-		t.Fatalf("dev issuer key not where expected: %v", err)
-	}
-	other := filepath.Join(t.TempDir(), "other.key")
+	valid := sign(own, kid, claims(nil))
 	cases := map[string]string{
-		"no token":        "",
-		"garbage":         "not.a.jwt",
-		"expired":         mint(ownKey, issuerURL, devserver.Audience, -time.Hour),
-		"wrong audience":  mint(ownKey, issuerURL, "someone-else", time.Hour),
-		"wrong issuer":    mint(ownKey, "https://evil.example.com", devserver.Audience, time.Hour),
-		"other signer":    mint(other, issuerURL, devserver.Audience, time.Hour),
-		"alg none":        unsigned(t, issuerURL),
-		"signature swaps": swapSignature(t, mint(ownKey, issuerURL, devserver.Audience, time.Hour), mint(other, issuerURL, devserver.Audience, time.Hour)),
+		"no token":       "",
+		"garbage":        "not.a.jwt",
+		"expired":        sign(own, kid, claims(func(c map[string]any) { c["exp"] = now - 3600 })),
+		"not yet valid":  sign(own, kid, claims(func(c map[string]any) { c["nbf"] = now + 3600 })),
+		"wrong audience": sign(own, kid, claims(func(c map[string]any) { c["aud"] = "someone-else" })),
+		"wrong issuer":   sign(own, kid, claims(func(c map[string]any) { c["iss"] = "https://evil.example.com" })),
+		"no subject":     sign(own, kid, claims(func(c map[string]any) { delete(c, "sub") })),
+		"other signer":   sign(other, kid, claims(nil)),
+		"alg none":       unsigned(t, issuerURL),
+		"swapped sig":    swapSignature(t, valid, sign(other, kid, claims(nil))),
+	}
+	if r := (client{t, s.URL, valid}).do("GET", "/v1/me", ""); r.status != 200 {
+		t.Fatalf("the test's own valid token is refused: %d %s", r.status, r.body)
 	}
 	for name, tok := range cases {
 		r := client{t, s.URL, tok}.do("GET", "/v1/secrets", "")
@@ -231,6 +234,46 @@ func TestAuthentication(t *testing.T) {
 	if r = (client{t, s.URL, ""}).do("GET", "/healthz", ""); r.status != 200 {
 		t.Fatalf("healthz: %d", r.status)
 	}
+}
+
+func readKey(t *testing.T, path string) ed25519.PrivateKey {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s is not PEM", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(ed25519.PrivateKey)
+}
+
+func jwksKid(t *testing.T, issuer string) string {
+	t.Helper()
+	r := client{t, issuer, ""}.do("GET", "/jwks.json", "")
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(r.body, &set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("jwks: %s", r.body)
+	}
+	return set.Keys[0].Kid
+}
+
+// sign builds a compact EdDSA JWS by hand, so that the test does not trust
+// the code under test to make its bad tokens.
+func sign(key ed25519.PrivateKey, kid string, claims map[string]any) string {
+	h, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "JWT", "kid": kid})
+	c, _ := json.Marshal(claims)
+	input := b64(h) + "." + b64(c)
+	return input + "." + b64(ed25519.Sign(key, []byte(input)))
 }
 
 // unsigned builds an `alg: none` token with valid-looking claims.

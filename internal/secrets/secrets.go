@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 
 	"github.com/escrow-pam/escrow/internal/envelope"
 	"github.com/escrow-pam/escrow/internal/escrow"
@@ -164,8 +163,6 @@ func (s *Service) seal(ctx context.Context, id string, version int, value escrow
 		KeyID: keyID, WrappedKey: wrapped, Ciphertext: ct,
 	}, nil
 }
-
-func versionDetail(v int) map[string]string { return map[string]string{"version": strconv.Itoa(v)} }
 
 // RecordAuthFailure audits a request that failed authentication (target is
 // "METHOD /path") and returns err, or ErrUnavailable if the audit log cannot

@@ -1,0 +1,78 @@
+// Command api is the Lambda function behind the HTTP API: every REST route,
+// served by the same http.Handler that `escrow server` runs locally, wired to
+// the DynamoDB store and KMS keys. It only wires; it must hold no logic of
+// its own and never log a request or response body.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
+	"github.com/escrow-pam/escrow/internal/keys/kms"
+	"github.com/escrow-pam/escrow/internal/secrets"
+	"github.com/escrow-pam/escrow/internal/store/dynamo"
+)
+
+func main() {
+	if err := run(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "api: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	env, err := requireEnv("TABLE_NAME", "AUDIT_TABLE_NAME", "KMS_KEY_ID", "OIDC_ISSUER", "OIDC_AUDIENCE")
+	if err != nil {
+		return err
+	}
+	// LoadDefaultConfig honours AWS_ENDPOINT_URL, which points tests at moto.
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("load aws config: %w", err)
+	}
+	// API Gateway's JWT authorizer checks the token too; verifying it again
+	// here keeps the handler safe if a route is ever left without one.
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{
+		Issuer: env["OIDC_ISSUER"], Audience: env["OIDC_AUDIENCE"], JWKSURL: os.Getenv("OIDC_JWKS_URL"),
+		Clock: escrow.SystemClock{}, GroupsClaim: os.Getenv("OIDC_GROUPS_CLAIM"), RolesClaim: os.Getenv("OIDC_ROLES_CLAIM"),
+	})
+	if err != nil {
+		return fmt.Errorf("new verifier: %w", err)
+	}
+	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: env["TABLE_NAME"], Audit: env["AUDIT_TABLE_NAME"]})
+	svc := secrets.New(secrets.Config{
+		Store: store, Audit: store, Keys: kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"]),
+		Clock: escrow.SystemClock{}, Logger: logger,
+	})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Auth: verifier, Logger: logger})
+	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
+	return nil
+}
+
+// requireEnv returns the named environment variables, or an error naming
+// every one that is empty.
+func requireEnv(names ...string) (map[string]string, error) {
+	env := make(map[string]string, len(names))
+	var missing []string
+	for _, n := range names {
+		if env[n] = os.Getenv(n); env[n] == "" {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing environment variables %v", missing)
+	}
+	return env, nil
+}

@@ -1,0 +1,271 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/escrow-pam/escrow/internal/escrow"
+)
+
+// recorder passes every call to the real client and keeps the write calls.
+type recorder struct {
+	API
+	mu   sync.Mutex
+	txns []*dynamodb.TransactWriteItemsInput
+	puts []*dynamodb.PutItemInput
+}
+
+func (r *recorder) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, o ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	r.mu.Lock()
+	r.txns = append(r.txns, in)
+	r.mu.Unlock()
+	return r.API.TransactWriteItems(ctx, in, o...)
+}
+
+func (r *recorder) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	r.mu.Lock()
+	r.puts = append(r.puts, in)
+	r.mu.Unlock()
+	return r.API.PutItem(ctx, in, o...)
+}
+
+var testNow = time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
+
+func testSecret(id, folder, name string) (*escrow.Secret, *escrow.SecretVersion) {
+	s := &escrow.Secret{
+		ID: id, Name: name, Folder: folder, Type: escrow.TypePassword,
+		ACL:            []escrow.ACE{{Principal: "user:alice", Permission: escrow.PermOwner}},
+		CurrentVersion: 1, Revision: 1, CreatedAt: testNow, UpdatedAt: testNow,
+	}
+	v := &escrow.SecretVersion{SecretID: id, Version: 1, CreatedAt: testNow, KeyID: "k",
+		WrappedKey: []byte{0, 1, 2}, Ciphertext: []byte{0xff, 0, 0x80}}
+	return s, v
+}
+
+// TestAuditInSameTransaction checks that a write's audit record travels in
+// the write's own TransactWriteItems (never a separate PutItem), and that a
+// write whose condition fails leaves no audit record behind.
+func TestAuditInSameTransaction(t *testing.T) {
+	client, _ := newClient(t)
+	tables := newTables(t, client)
+	rec := &recorder{API: client}
+	st := New(rec, tables)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	at := testNow
+
+	s, v := testSecret(escrow.NewID(at), "/prod", "db")
+	create := escrow.NewAuditRecord(ctx, at, escrow.ActionSecretCreate, escrow.SecretTarget(s.ID))
+	create.SecretID = s.ID
+	if err := st.CreateSecret(ctx, s, v, create); err != nil {
+		t.Fatalf("CreateSecret: %v", err)
+	}
+	u := *s
+	u.Revision, u.Description = 2, "updated"
+	update := escrow.NewAuditRecord(ctx, at.Add(time.Second), escrow.ActionSecretUpdate, escrow.SecretTarget(s.ID))
+	update.SecretID = s.ID
+	if err := st.UpdateSecret(ctx, &u, 1, nil, update); err != nil {
+		t.Fatalf("UpdateSecret: %v", err)
+	}
+	if len(rec.puts) != 0 {
+		t.Errorf("writes made %d separate PutItem calls; the audit record belongs in the transaction", len(rec.puts))
+	}
+	if len(rec.txns) != 2 {
+		t.Fatalf("got %d transactions, want 2", len(rec.txns))
+	}
+	for i, want := range []*escrow.AuditRecord{create, update} {
+		var audits, secrets int
+		for _, it := range rec.txns[i].TransactItems {
+			if it.Put == nil {
+				continue
+			}
+			switch aws.ToString(it.Put.TableName) {
+			case tables.Audit:
+				audits++
+				if got := (&decoder{it: it.Put.Item}).str("sk"); got != want.ID {
+					t.Errorf("transaction %d audits %s, want %s", i, got, want.ID)
+				}
+				if aws.ToString(it.Put.ConditionExpression) != condNotExists {
+					t.Errorf("transaction %d puts its audit record without attribute_not_exists", i)
+				}
+			case tables.Main:
+				if (&decoder{it: it.Put.Item}).str("sk") == metaSK {
+					secrets++
+				}
+			}
+		}
+		if audits != 1 || secrets != 1 {
+			t.Errorf("transaction %d has %d audit puts and %d secret puts, want 1 and 1", i, audits, secrets)
+		}
+	}
+
+	// A stale write fails in DynamoDB itself: the pre-read is fooled by a
+	// racing writer, so the transaction's own condition must catch it.
+	stale := u
+	stale.Revision, stale.Description = 3, "lost"
+	lost := escrow.NewAuditRecord(ctx, at.Add(2*time.Second), escrow.ActionSecretUpdate, escrow.SecretTarget(s.ID))
+	lost.SecretID = s.ID
+	racer := &racingAPI{API: client, before: func() {
+		w := stale
+		w.Description = "racer"
+		r := escrow.NewAuditRecord(ctx, at.Add(3*time.Second), escrow.ActionSecretUpdate, escrow.SecretTarget(s.ID))
+		r.SecretID = s.ID
+		if err := New(client, tables).UpdateSecret(ctx, &w, 2, nil, r); err != nil {
+			t.Errorf("racing UpdateSecret: %v", err)
+		}
+	}}
+	err := New(racer, tables).UpdateSecret(ctx, &stale, 2, nil, lost)
+	if !errors.Is(err, escrow.ErrConflict) {
+		t.Fatalf("UpdateSecret after a racing write: %v, want ErrConflict", err)
+	}
+	page, err := st.QueryAudit(ctx, escrow.AuditQuery{SecretID: s.ID})
+	if err != nil {
+		t.Fatalf("QueryAudit: %v", err)
+	}
+	for _, r := range page.Records {
+		if r.ID == lost.ID {
+			t.Errorf("the audit record of the failed write landed")
+		}
+	}
+	if len(page.Records) != 3 {
+		t.Errorf("QueryAudit(secret) = %d records, want 3 (create, update, racer)", len(page.Records))
+	}
+	got, err := st.GetSecret(ctx, s.ID)
+	if err != nil || got.Description != "racer" {
+		t.Errorf("GetSecret = %v, %v; want the racer's write", got, err)
+	}
+}
+
+// racingAPI runs before just ahead of the first transaction: a writer that
+// commits between our read and our write.
+type racingAPI struct {
+	API
+	once   sync.Once
+	before func()
+}
+
+func (r *racingAPI) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, o ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	r.once.Do(r.before)
+	return r.API.TransactWriteItems(ctx, in, o...)
+}
+
+// TestCursorFromAnotherQuery checks that a cursor only resumes the query
+// that made it.
+func TestCursorFromAnotherQuery(t *testing.T) {
+	client, _ := newClient(t)
+	st := New(client, newTables(t, client))
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	for i, name := range []string{"a", "b", "c"} {
+		at := testNow.Add(time.Duration(i) * time.Second)
+		s, v := testSecret(escrow.NewID(at), "/f", name)
+		rec := escrow.NewAuditRecord(ctx, at, escrow.ActionSecretCreate, "")
+		rec.SecretID = s.ID
+		if err := st.CreateSecret(ctx, s, v, rec); err != nil {
+			t.Fatalf("CreateSecret: %v", err)
+		}
+	}
+	lp, err := st.ListSecrets(ctx, escrow.SecretQuery{Folder: "/f", Limit: 1})
+	if err != nil || lp.Next == "" {
+		t.Fatalf("ListSecrets = %+v, %v; want a next page", lp, err)
+	}
+	for _, q := range []escrow.SecretQuery{
+		{Folder: "/g", Cursor: lp.Next},
+		{Folder: "/f", Recursive: true, Cursor: lp.Next},
+	} {
+		_, err := st.ListSecrets(ctx, q)
+		if !errors.Is(err, escrow.ErrInvalid) {
+			t.Errorf("ListSecrets(%+v): %v, want ErrInvalid", q, err)
+		}
+	}
+	ap, err := st.QueryAudit(ctx, escrow.AuditQuery{Actor: "alice", Limit: 1})
+	if err != nil || ap.Next == "" {
+		t.Fatalf("QueryAudit = %+v, %v; want a next page", ap, err)
+	}
+	for _, q := range []escrow.AuditQuery{
+		{Actor: "bob", Cursor: ap.Next},
+		{Cursor: ap.Next},
+		{Action: escrow.ActionSecretCreate, Cursor: ap.Next},
+	} {
+		_, err := st.QueryAudit(ctx, q)
+		if !errors.Is(err, escrow.ErrInvalid) {
+			t.Errorf("QueryAudit(%+v): %v, want ErrInvalid", q, err)
+		}
+	}
+	next, err := st.QueryAudit(ctx, escrow.AuditQuery{Actor: "alice", Limit: 1, Cursor: ap.Next})
+	if err != nil || len(next.Records) != 1 || next.Records[0].ID == ap.Records[0].ID {
+		t.Errorf("QueryAudit(next page) = %+v, %v; want the next record", next, err)
+	}
+}
+
+// BenchmarkRevealReads measures the reads of one reveal (GetSecret,
+// GetFolders of the ancestors, GetVersion) against moto, and reports the
+// DynamoDB round trips they take: the budget is one per read.
+func BenchmarkRevealReads(b *testing.B) {
+	client, counter := newClient(b)
+	st := New(client, newTables(b, client))
+	ctx := escrow.NewContext(b.Context(), &escrow.Principal{Subject: "alice"})
+	s, v := testSecret(escrow.NewID(testNow), "/prod/db", "pg")
+	if err := st.CreateSecret(ctx, s, v, escrow.NewAuditRecord(ctx, testNow, escrow.ActionSecretCreate, "")); err != nil {
+		b.Fatalf("CreateSecret: %v", err)
+	}
+	for i, p := range []string{"/", "/prod", "/prod/db"} {
+		f := &escrow.Folder{Path: p, Revision: 1, ACL: []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermView}}}
+		if err := st.PutFolder(ctx, f, 0, escrow.NewAuditRecord(ctx, testNow.Add(time.Duration(i+1)*time.Millisecond), escrow.ActionFolderACL, "")); err != nil {
+			b.Fatalf("PutFolder: %v", err)
+		}
+	}
+	counter.n.Store(0)
+	b.ResetTimer()
+	for b.Loop() {
+		sec, err := st.GetSecret(ctx, s.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fs, err := st.GetFolders(ctx, escrow.Ancestors(sec.Folder))
+		if err != nil || len(fs) != 3 {
+			b.Fatalf("GetFolders = %d, %v", len(fs), err)
+		}
+		if _, err := st.GetVersion(ctx, s.ID, sec.CurrentVersion); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(counter.n.Load())/float64(b.N), "roundtrips/op")
+}
+
+// TestGetFoldersMany checks the paths that BatchGetItem refuses as such:
+// more than 100 keys, and the same key twice.
+func TestGetFoldersMany(t *testing.T) {
+	client, _ := newClient(t)
+	st := New(client, newTables(t, client))
+	ctx := t.Context()
+	var paths []string
+	for i := range 150 {
+		p := "/f" + strconv.Itoa(i)
+		paths = append(paths, p, p)
+		if i%50 == 7 {
+			rec := escrow.NewAuditRecord(ctx, testNow.Add(time.Duration(i)*time.Millisecond), escrow.ActionFolderACL, "")
+			if err := st.PutFolder(ctx, &escrow.Folder{Path: p, Revision: 1}, 0, rec); err != nil {
+				t.Fatalf("PutFolder(%s): %v", p, err)
+			}
+		}
+	}
+	fs, err := st.GetFolders(ctx, paths)
+	if err != nil {
+		t.Fatalf("GetFolders(%d paths): %v", len(paths), err)
+	}
+	var got []string
+	for _, f := range fs {
+		got = append(got, f.Path)
+	}
+	slices.Sort(got)
+	if want := []string{"/f107", "/f57", "/f7"}; !slices.Equal(got, want) {
+		t.Errorf("GetFolders = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,90 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// CreateTables creates the main and audit tables with the schema that
+// template.yaml declares, and waits until both are ACTIVE. A table that
+// already exists is left as it is. It is for tests and local use: in AWS the
+// stack owns the tables.
+func CreateTables(ctx context.Context, client *dynamodb.Client, tables Tables) error {
+	for _, in := range []*dynamodb.CreateTableInput{mainTable(tables.Main), auditTable(tables.Audit)} {
+		_, err := client.CreateTable(ctx, in)
+		var inUse *types.ResourceInUseException
+		if err != nil && !errors.As(err, &inUse) {
+			return fmt.Errorf("create table %s: %w", aws.ToString(in.TableName), err)
+		}
+	}
+	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 100*time.Millisecond, 2*time.Second
+	})
+	for _, name := range []string{tables.Main, tables.Audit} {
+		if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
+			return fmt.Errorf("wait for table %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func attrS(names ...string) []types.AttributeDefinition {
+	out := make([]types.AttributeDefinition, len(names))
+	for i, n := range names {
+		out[i] = types.AttributeDefinition{AttributeName: aws.String(n), AttributeType: types.ScalarAttributeTypeS}
+	}
+	return out
+}
+
+func keySchema(hash, rng string) []types.KeySchemaElement {
+	return []types.KeySchemaElement{
+		{AttributeName: aws.String(hash), KeyType: types.KeyTypeHash},
+		{AttributeName: aws.String(rng), KeyType: types.KeyTypeRange},
+	}
+}
+
+func gsi(name, hash, rng string) types.GlobalSecondaryIndex {
+	return types.GlobalSecondaryIndex{
+		IndexName:  aws.String(name),
+		KeySchema:  keySchema(hash, rng),
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+	}
+}
+
+func mainTable(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: attrS("pk", "sk", "fpk", "fsk", "ppk", "psk", "gpk", "gsk"),
+		KeySchema:            keySchema("pk", "sk"),
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
+			gsi(idxByFolder, "fpk", "fsk"),
+			gsi(idxByPath, "ppk", "psk"),
+			gsi(idxByPrincipal, "gpk", "gsk"),
+		},
+	}
+}
+
+func auditTable(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: attrS("pk", "sk", "actor", "secretId", "action"),
+		KeySchema:            keySchema("pk", "sk"),
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
+			gsi(idxByActor, "actor", "sk"),
+			gsi(idxBySecret, "secretId", "sk"),
+			gsi(idxByAction, "action", "sk"),
+		},
+		StreamSpecification: &types.StreamSpecification{
+			StreamEnabled:  aws.Bool(true),
+			StreamViewType: types.StreamViewTypeNewImage,
+		},
+	}
+}

@@ -1,0 +1,1482 @@
+// Package storetest is the one conformance suite for the escrow.Store and
+// escrow.AuditLog ports. Every adapter (store/sqlite, store/dynamo) calls Run
+// from its own tests, so that the embedded store and the DynamoDB store are
+// checked against the same promises.
+//
+// The suite must test only what the port doc comments in internal/escrow
+// promise, never an adapter's internals (no SQL, no table layouts, no cursor
+// formats), and it must stay small and fast enough to run against moto.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/escrow-pam/escrow/internal/escrow"
+)
+
+// Backend is what an adapter must provide.
+type Backend interface {
+	escrow.Store
+	escrow.AuditLog
+}
+
+// Run runs the whole conformance suite; open returns a fresh, empty backend
+// for each subtest.
+func Run(t *testing.T, open func(t *testing.T) Backend) {
+	groups := []struct {
+		name  string
+		tests []test
+	}{
+		{"Secrets", []test{
+			{"CreateAndGet", testCreateAndGet},
+			{"GetByPath", testGetByPath},
+			{"NotFound", testNotFound},
+			{"DuplicateID", testDuplicateID},
+			{"DuplicatePath", testDuplicatePath},
+			{"DuplicatePathOfDeleted", testDuplicatePathOfDeleted},
+		}},
+		{"Versions", []test{
+			{"KeepOldVersions", testVersions},
+			{"ExistingVersion", testExistingVersion},
+			{"UnknownSecret", testVersionsUnknown},
+		}},
+		{"Update", []test{
+			{"StaleRevision", testStaleRevision},
+			{"UnknownID", testUpdateUnknown},
+			{"Rename", testRename},
+			{"MoveToTakenPath", testMoveToTakenPath},
+			{"SoftDelete", testSoftDelete},
+		}},
+		{"AuditAtomicity", []test{
+			{"SuccessfulWritesAudited", testWritesAudited},
+			{"FailedWritesNotAudited", testFailedWritesNotAudited},
+		}},
+		{"ListSecrets", []test{
+			{"Queries", testListSecrets},
+			{"Pagination", testListPagination},
+			{"MalformedCursor", testListBadCursor},
+		}},
+		{"Folders", []test{
+			{"CreateUpdate", testFolders},
+			{"GetFolders", testGetFolders},
+		}},
+		{"ACLIndex", []test{
+			{"Grants", testACLGrants},
+			{"Changes", testACLChanges},
+		}},
+		{"Audit", []test{
+			{"RoundTrip", testAuditRoundTrip},
+			{"Filters", testAuditFilters},
+			{"Pagination", testAuditPagination},
+			{"DuplicateID", testAuditDuplicate},
+			{"MalformedCursor", testAuditBadCursor},
+		}},
+		{"Concurrency", []test{
+			{"UpdateRace", testUpdateRace},
+			{"ParallelAppends", testParallelAppends},
+		}},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			for _, tc := range g.tests {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.fn(t, open(t))
+				})
+			}
+		})
+	}
+}
+
+type test struct {
+	name string
+	fn   func(t *testing.T, b Backend)
+}
+
+// base is the suite's fixed clock origin. It is millisecond-precise so that
+// a store keeping times "at least to the millisecond" returns them exactly.
+var base = time.Date(2026, 3, 2, 9, 30, 15, 123_000_000, time.UTC)
+
+// clock hands out distinct, increasing, millisecond-precise times.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: base} }
+
+func (c *clock) next() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Millisecond)
+	return c.t
+}
+
+var alice = &escrow.Principal{
+	Subject: "alice",
+	Email:   "alice@example.com",
+	Groups:  []string{"dba", "ops"},
+	Roles:   []string{escrow.RoleAuditor},
+}
+
+func ctxFor(t *testing.T, p *escrow.Principal) context.Context {
+	ctx := escrow.NewContext(t.Context(), p)
+	return escrow.WithRequestInfo(ctx, escrow.RequestInfo{RequestID: "req-1", SourceIP: "192.0.2.7", UserAgent: "storetest"})
+}
+
+// record builds the audit record of a store write.
+func record(ctx context.Context, c *clock, action, secretID string) *escrow.AuditRecord {
+	rec := escrow.NewAuditRecord(ctx, c.next(), action, escrow.SecretTarget(secretID))
+	rec.SecretID = secretID
+	return rec
+}
+
+// newSecret returns a secret at folder/name with its first version.
+func newSecret(c *clock, folder, name string, acl ...escrow.ACE) (*escrow.Secret, *escrow.SecretVersion) {
+	now := c.next()
+	id := escrow.NewID(now)
+	s := &escrow.Secret{
+		ID:             id,
+		Name:           name,
+		Folder:         folder,
+		Type:           escrow.TypePassword,
+		Description:    "db " + name,
+		Tags:           map[string]string{"env": "prod", "team": "dba"},
+		ACL:            acl,
+		CurrentVersion: 1,
+		Revision:       1,
+		CreatedAt:      now,
+		CreatedBy:      "alice",
+		UpdatedAt:      now,
+		UpdatedBy:      "alice",
+	}
+	return s, newVersion(now, id, 1)
+}
+
+func newVersion(now time.Time, id string, n int) *escrow.SecretVersion {
+	return &escrow.SecretVersion{
+		SecretID:   id,
+		Version:    n,
+		CreatedAt:  now,
+		CreatedBy:  "alice",
+		KeyID:      "key-" + fmt.Sprint(n),
+		WrappedKey: pattern(byte(n), 40),
+		Ciphertext: pattern(byte(n)+100, 60),
+	}
+}
+
+// pattern returns n bytes that cover every byte value over enough calls,
+// including 0 and 0xff, to catch text encodings of binary data.
+func pattern(seed byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*37)
+	}
+	b[0], b[n-1] = 0, 0xff
+	return b
+}
+
+// clone copies s deeply enough that changing the copy leaves s alone.
+func clone(s *escrow.Secret) *escrow.Secret {
+	c := *s
+	c.Tags = maps.Clone(s.Tags)
+	c.ACL = slices.Clone(s.ACL)
+	if s.DeletedAt != nil {
+		d := *s.DeletedAt
+		c.DeletedAt = &d
+	}
+	return &c
+}
+
+// next returns a copy of s as the next revision, updated at now.
+func next(s *escrow.Secret, now time.Time) *escrow.Secret {
+	c := clone(s)
+	c.Revision++
+	c.UpdatedAt = now
+	c.UpdatedBy = "bob"
+	return c
+}
+
+func create(t *testing.T, b Backend, ctx context.Context, c *clock, s *escrow.Secret, v *escrow.SecretVersion) {
+	t.Helper()
+	if err := b.CreateSecret(ctx, s, v, record(ctx, c, escrow.ActionSecretCreate, s.ID)); err != nil {
+		t.Fatalf("CreateSecret(%s): %v", s.Path(), err)
+	}
+}
+
+func update(t *testing.T, b Backend, ctx context.Context, c *clock, s *escrow.Secret, v *escrow.SecretVersion) {
+	t.Helper()
+	if err := b.UpdateSecret(ctx, s, s.Revision-1, v, record(ctx, c, escrow.ActionSecretUpdate, s.ID)); err != nil {
+		t.Fatalf("UpdateSecret(%s, rev %d): %v", s.Path(), s.Revision, err)
+	}
+}
+
+func mustGet(t *testing.T, b Backend, ctx context.Context, id string) *escrow.Secret {
+	t.Helper()
+	s, err := b.GetSecret(ctx, id)
+	if err != nil {
+		t.Fatalf("GetSecret(%s): %v", id, err)
+	}
+	return s
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+// --- comparisons ---
+
+func sameTime(a, b time.Time) bool { return a.Equal(b) }
+
+func diffSecret(got, want *escrow.Secret) string {
+	var d []string
+	add := func(field string, g, w any) { d = append(d, fmt.Sprintf("%s = %v, want %v", field, g, w)) }
+	if got.ID != want.ID {
+		add("ID", got.ID, want.ID)
+	}
+	if got.Name != want.Name {
+		add("Name", got.Name, want.Name)
+	}
+	if got.Folder != want.Folder {
+		add("Folder", got.Folder, want.Folder)
+	}
+	if got.Type != want.Type {
+		add("Type", got.Type, want.Type)
+	}
+	if got.Description != want.Description {
+		add("Description", got.Description, want.Description)
+	}
+	if !maps.Equal(got.Tags, want.Tags) { // nil and empty are equal
+		add("Tags", got.Tags, want.Tags)
+	}
+	if !slices.Equal(got.ACL, want.ACL) {
+		add("ACL", got.ACL, want.ACL)
+	}
+	if got.CurrentVersion != want.CurrentVersion {
+		add("CurrentVersion", got.CurrentVersion, want.CurrentVersion)
+	}
+	if got.Revision != want.Revision {
+		add("Revision", got.Revision, want.Revision)
+	}
+	if !sameTime(got.CreatedAt, want.CreatedAt) {
+		add("CreatedAt", got.CreatedAt, want.CreatedAt)
+	}
+	if got.CreatedBy != want.CreatedBy {
+		add("CreatedBy", got.CreatedBy, want.CreatedBy)
+	}
+	if !sameTime(got.UpdatedAt, want.UpdatedAt) {
+		add("UpdatedAt", got.UpdatedAt, want.UpdatedAt)
+	}
+	if got.UpdatedBy != want.UpdatedBy {
+		add("UpdatedBy", got.UpdatedBy, want.UpdatedBy)
+	}
+	switch {
+	case (got.DeletedAt == nil) != (want.DeletedAt == nil):
+		add("DeletedAt", got.DeletedAt, want.DeletedAt)
+	case got.DeletedAt != nil && !sameTime(*got.DeletedAt, *want.DeletedAt):
+		add("DeletedAt", *got.DeletedAt, *want.DeletedAt)
+	}
+	return strings.Join(d, "; ")
+}
+
+func checkSecret(t *testing.T, what string, got, want *escrow.Secret) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("%s: got nil secret", what)
+	}
+	if d := diffSecret(got, want); d != "" {
+		t.Errorf("%s: %s", what, d)
+	}
+}
+
+// checkVersion compares version metadata, and the bytes when withBytes.
+func checkVersion(t *testing.T, what string, got, want *escrow.SecretVersion, withBytes bool) {
+	t.Helper()
+	if got == nil {
+		t.Fatalf("%s: got nil version", what)
+	}
+	if got.SecretID != want.SecretID || got.Version != want.Version || got.CreatedBy != want.CreatedBy ||
+		got.KeyID != want.KeyID || !sameTime(got.CreatedAt, want.CreatedAt) {
+		t.Errorf("%s: got %s/%d by %q key %q at %v, want %s/%d by %q key %q at %v", what,
+			got.SecretID, got.Version, got.CreatedBy, got.KeyID, got.CreatedAt,
+			want.SecretID, want.Version, want.CreatedBy, want.KeyID, want.CreatedAt)
+	}
+	if withBytes {
+		if !bytes.Equal(got.Ciphertext, want.Ciphertext) {
+			t.Errorf("%s: ciphertext = %x, want %x", what, got.Ciphertext, want.Ciphertext)
+		}
+		if !bytes.Equal(got.WrappedKey, want.WrappedKey) {
+			t.Errorf("%s: wrapped key = %x, want %x", what, got.WrappedKey, want.WrappedKey)
+		}
+	}
+}
+
+func diffRecord(got, want *escrow.AuditRecord) string {
+	var d []string
+	add := func(field string, g, w any) { d = append(d, fmt.Sprintf("%s = %v, want %v", field, g, w)) }
+	if got.ID != want.ID {
+		add("ID", got.ID, want.ID)
+	}
+	if !sameTime(got.Time, want.Time) {
+		add("Time", got.Time, want.Time)
+	}
+	if got.Actor.Subject != want.Actor.Subject || got.Actor.Email != want.Actor.Email ||
+		!slices.Equal(got.Actor.Groups, want.Actor.Groups) || !slices.Equal(got.Actor.Roles, want.Actor.Roles) {
+		add("Actor", got.Actor, want.Actor)
+	}
+	for _, f := range []struct {
+		name      string
+		got, want string
+	}{
+		{"Action", got.Action, want.Action},
+		{"SecretID", got.SecretID, want.SecretID},
+		{"Target", got.Target, want.Target},
+		{"Outcome", string(got.Outcome), string(want.Outcome)},
+		{"ErrorCode", string(got.ErrorCode), string(want.ErrorCode)},
+		{"Reason", got.Reason, want.Reason},
+		{"RequestID", got.RequestID, want.RequestID},
+		{"SourceIP", got.SourceIP, want.SourceIP},
+		{"UserAgent", got.UserAgent, want.UserAgent},
+		{"Comment", got.Comment, want.Comment},
+		{"Ticket", got.Ticket, want.Ticket},
+	} {
+		if f.got != f.want {
+			add(f.name, f.got, f.want)
+		}
+	}
+	if !maps.Equal(got.Details, want.Details) {
+		add("Details", got.Details, want.Details)
+	}
+	return strings.Join(d, "; ")
+}
+
+// --- secrets ---
+
+func testCreateAndGet(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/prod/db", "pg-main",
+		escrow.ACE{Principal: "user:alice", Permission: escrow.PermOwner},
+		escrow.ACE{Principal: "group:dba", Permission: escrow.PermView})
+	s.Description = "main Postgres, \"quoted\" and ünïcode"
+	create(t, b, ctx, c, s, v)
+	checkSecret(t, "GetSecret", mustGet(t, b, ctx, s.ID), s)
+
+	gv, err := b.GetVersion(ctx, s.ID, 1)
+	if err != nil {
+		t.Fatalf("GetVersion: %v", err)
+	}
+	checkVersion(t, "GetVersion", gv, v, true)
+
+	// A minimal secret in the root folder: no tags, no ACL, another type.
+	m, mv := newSecret(c, "/", "bare")
+	m.Tags, m.ACL, m.Description, m.Type = nil, nil, "", escrow.TypeGeneric
+	create(t, b, ctx, c, m, mv)
+	checkSecret(t, "GetSecret(minimal)", mustGet(t, b, ctx, m.ID), m)
+
+	// DeletedAt round-trips when set.
+	d, dv := newSecret(c, "/prod", "gone")
+	del := c.next()
+	d.DeletedAt = &del
+	create(t, b, ctx, c, d, dv)
+	got := mustGet(t, b, ctx, d.ID)
+	checkSecret(t, "GetSecret(deleted)", got, d)
+	if !got.Deleted() {
+		t.Errorf("GetSecret(deleted).Deleted() = false")
+	}
+}
+
+func testGetByPath(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/prod/db", "pg")
+	create(t, b, ctx, c, s, v)
+	r, rv := newSecret(c, "/", "pg")
+	create(t, b, ctx, c, r, rv)
+
+	got, err := b.GetSecretByPath(ctx, "/prod/db", "pg")
+	if err != nil {
+		t.Fatalf("GetSecretByPath: %v", err)
+	}
+	checkSecret(t, "GetSecretByPath(/prod/db, pg)", got, s)
+	got, err = b.GetSecretByPath(ctx, "/", "pg")
+	if err != nil {
+		t.Fatalf("GetSecretByPath(/, pg): %v", err)
+	}
+	checkSecret(t, "GetSecretByPath(/, pg)", got, r)
+
+	for _, p := range [][2]string{{"/prod", "pg"}, {"/prod/db", "pg2"}, {"/prod/db/pg", "x"}, {"/prod", "db/pg"}} {
+		_, err := b.GetSecretByPath(ctx, p[0], p[1])
+		wantErr(t, fmt.Sprintf("GetSecretByPath(%q, %q)", p[0], p[1]), err, escrow.ErrNotFound)
+	}
+}
+
+func testNotFound(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+	unknown := escrow.NewID(c.next())
+
+	_, err := b.GetSecret(ctx, unknown)
+	wantErr(t, "GetSecret(unknown)", err, escrow.ErrNotFound)
+	_, err = b.GetVersion(ctx, unknown, 1)
+	wantErr(t, "GetVersion(unknown, 1)", err, escrow.ErrNotFound)
+	_, err = b.GetVersion(ctx, s.ID, 2)
+	wantErr(t, "GetVersion(id, 2)", err, escrow.ErrNotFound)
+	_, err = b.GetSecretByPath(ctx, "/a", "y")
+	wantErr(t, "GetSecretByPath(/a, y)", err, escrow.ErrNotFound)
+}
+
+func testDuplicateID(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+
+	d, dv := newSecret(c, "/b", "y")
+	d.ID, dv.SecretID = s.ID, s.ID
+	err := b.CreateSecret(ctx, d, dv, record(ctx, c, escrow.ActionSecretCreate, d.ID))
+	wantErr(t, "CreateSecret(same ID)", err, escrow.ErrConflict)
+
+	checkSecret(t, "GetSecret after conflict", mustGet(t, b, ctx, s.ID), s)
+	_, err = b.GetSecretByPath(ctx, "/b", "y")
+	wantErr(t, "GetSecretByPath(/b, y) after conflict", err, escrow.ErrNotFound)
+	gv, err := b.GetVersion(ctx, s.ID, 1)
+	if err != nil {
+		t.Fatalf("GetVersion: %v", err)
+	}
+	checkVersion(t, "GetVersion after conflict", gv, v, true)
+}
+
+func testDuplicatePath(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+
+	d, dv := newSecret(c, "/a", "x")
+	err := b.CreateSecret(ctx, d, dv, record(ctx, c, escrow.ActionSecretCreate, d.ID))
+	wantErr(t, "CreateSecret(same folder+name)", err, escrow.ErrConflict)
+	_, err = b.GetSecret(ctx, d.ID)
+	wantErr(t, "GetSecret(loser)", err, escrow.ErrNotFound)
+	if vs, err := b.ListVersions(ctx, d.ID); err != nil || len(vs) != 0 {
+		t.Errorf("ListVersions(loser) = %d versions, %v; want none", len(vs), err)
+	}
+	got, err := b.GetSecretByPath(ctx, "/a", "x")
+	if err != nil {
+		t.Fatalf("GetSecretByPath: %v", err)
+	}
+	checkSecret(t, "GetSecretByPath after conflict", got, s)
+
+	// The same name in another folder, and another name in the same
+	// folder, are different paths.
+	o, ov := newSecret(c, "/a/x", "x")
+	create(t, b, ctx, c, o, ov)
+	n, nv := newSecret(c, "/a", "x2")
+	create(t, b, ctx, c, n, nv)
+}
+
+func testDuplicatePathOfDeleted(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+	del := next(s, c.next())
+	now := c.next()
+	del.DeletedAt = &now
+	update(t, b, ctx, c, del, nil)
+
+	d, dv := newSecret(c, "/a", "x")
+	err := b.CreateSecret(ctx, d, dv, record(ctx, c, escrow.ActionSecretCreate, d.ID))
+	wantErr(t, "CreateSecret(path of a deleted secret)", err, escrow.ErrConflict)
+	_, err = b.GetSecret(ctx, d.ID)
+	wantErr(t, "GetSecret(loser)", err, escrow.ErrNotFound)
+}
+
+// --- versions ---
+
+func testVersions(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v1 := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v1)
+
+	s2 := next(s, c.next())
+	s2.CurrentVersion = 2
+	v2 := newVersion(s2.UpdatedAt, s.ID, 2)
+	update(t, b, ctx, c, s2, v2)
+
+	// A metadata-only update adds no version.
+	s3 := next(s2, c.next())
+	s3.Description = "metadata only"
+	s3.Tags["owner"] = "bob"
+	update(t, b, ctx, c, s3, nil)
+
+	checkSecret(t, "GetSecret", mustGet(t, b, ctx, s.ID), s3)
+	for _, want := range []*escrow.SecretVersion{v1, v2} {
+		got, err := b.GetVersion(ctx, s.ID, want.Version)
+		if err != nil {
+			t.Fatalf("GetVersion(%d): %v", want.Version, err)
+		}
+		checkVersion(t, fmt.Sprintf("GetVersion(%d)", want.Version), got, want, true)
+	}
+	_, err := b.GetVersion(ctx, s.ID, 3)
+	wantErr(t, "GetVersion(3)", err, escrow.ErrNotFound)
+
+	vs, err := b.ListVersions(ctx, s.ID)
+	if err != nil {
+		t.Fatalf("ListVersions: %v", err)
+	}
+	if len(vs) != 2 {
+		t.Fatalf("ListVersions returned %d versions, want 2", len(vs))
+	}
+	for i, want := range []*escrow.SecretVersion{v1, v2} {
+		checkVersion(t, fmt.Sprintf("ListVersions[%d]", i), vs[i], want, false)
+		if len(vs[i].Ciphertext) != 0 {
+			t.Errorf("ListVersions[%d] carries a ciphertext (%d bytes); it must be omitted", i, len(vs[i].Ciphertext))
+		}
+	}
+}
+
+func testExistingVersion(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v1 := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v1)
+
+	s2 := next(s, c.next())
+	s2.Description = "should not land"
+	dup := newVersion(s2.UpdatedAt, s.ID, 1) // v1 exists
+	dup.Ciphertext = []byte("replacement")
+	err := b.UpdateSecret(ctx, s2, 1, dup, record(ctx, c, escrow.ActionSecretUpdate, s.ID))
+	wantErr(t, "UpdateSecret adding an existing version", err, escrow.ErrConflict)
+
+	checkSecret(t, "GetSecret after conflict", mustGet(t, b, ctx, s.ID), s)
+	got, err := b.GetVersion(ctx, s.ID, 1)
+	if err != nil {
+		t.Fatalf("GetVersion: %v", err)
+	}
+	checkVersion(t, "GetVersion after conflict", got, v1, true)
+}
+
+func testVersionsUnknown(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+	vs, err := b.ListVersions(ctx, escrow.NewID(c.next()))
+	if err != nil {
+		t.Fatalf("ListVersions(unknown): %v", err)
+	}
+	if len(vs) != 0 {
+		t.Errorf("ListVersions(unknown) = %d versions, want none", len(vs))
+	}
+}
+
+// --- conditional updates ---
+
+func testStaleRevision(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x", escrow.ACE{Principal: "user:alice", Permission: escrow.PermOwner})
+	create(t, b, ctx, c, s, v)
+	first := next(s, c.next())
+	first.Description = "first"
+	update(t, b, ctx, c, first, nil)
+
+	// A second writer that read revision 1 loses, with a new version and a
+	// rename: nothing of it may land.
+	stale := next(s, c.next())
+	stale.Description = "second"
+	stale.Name = "renamed"
+	stale.CurrentVersion = 2
+	stale.ACL = []escrow.ACE{{Principal: "user:mallory", Permission: escrow.PermOwner}}
+	err := b.UpdateSecret(ctx, stale, 1, newVersion(stale.UpdatedAt, s.ID, 2), record(ctx, c, escrow.ActionSecretUpdate, s.ID))
+	wantErr(t, "UpdateSecret(stale revision)", err, escrow.ErrConflict)
+
+	checkSecret(t, "GetSecret after stale update", mustGet(t, b, ctx, s.ID), first)
+	if vs, err := b.ListVersions(ctx, s.ID); err != nil || len(vs) != 1 {
+		t.Errorf("ListVersions after stale update = %d versions, %v; want 1", len(vs), err)
+	}
+	_, err = b.GetSecretByPath(ctx, "/a", "renamed")
+	wantErr(t, "GetSecretByPath(new name of stale update)", err, escrow.ErrNotFound)
+	if gs, err := b.ListACLGrants(ctx, []string{"user:mallory"}); err != nil || len(gs) != 0 {
+		t.Errorf("ListACLGrants(mallory) after stale update = %v, %v; want none", gs, err)
+	}
+
+	// A revision from the future is just as stale.
+	future := next(first, c.next())
+	err = b.UpdateSecret(ctx, next(future, c.next()), future.Revision, nil, record(ctx, c, escrow.ActionSecretUpdate, s.ID))
+	wantErr(t, "UpdateSecret(future revision)", err, escrow.ErrConflict)
+}
+
+func testUpdateUnknown(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, _ := newSecret(c, "/a", "x")
+	err := b.UpdateSecret(ctx, next(s, c.next()), 1, nil, record(ctx, c, escrow.ActionSecretUpdate, s.ID))
+	wantErr(t, "UpdateSecret(unknown id)", err, escrow.ErrNotFound)
+	_, err = b.GetSecret(ctx, s.ID)
+	wantErr(t, "GetSecret after failed update", err, escrow.ErrNotFound)
+}
+
+func testRename(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/f", "a")
+	create(t, b, ctx, c, s, v)
+
+	r := next(s, c.next())
+	r.Name = "c"
+	update(t, b, ctx, c, r, nil)
+	_, err := b.GetSecretByPath(ctx, "/f", "a")
+	wantErr(t, "GetSecretByPath(old name)", err, escrow.ErrNotFound)
+	got, err := b.GetSecretByPath(ctx, "/f", "c")
+	if err != nil {
+		t.Fatalf("GetSecretByPath(new name): %v", err)
+	}
+	checkSecret(t, "GetSecretByPath(new name)", got, r)
+
+	// The old path is free again.
+	n, nv := newSecret(c, "/f", "a")
+	create(t, b, ctx, c, n, nv)
+
+	// Move to another folder.
+	m := next(r, c.next())
+	m.Folder = "/g/h"
+	update(t, b, ctx, c, m, nil)
+	got, err = b.GetSecretByPath(ctx, "/g/h", "c")
+	if err != nil {
+		t.Fatalf("GetSecretByPath(moved): %v", err)
+	}
+	checkSecret(t, "GetSecretByPath(moved)", got, m)
+	_, err = b.GetSecretByPath(ctx, "/f", "c")
+	wantErr(t, "GetSecretByPath(before move)", err, escrow.ErrNotFound)
+}
+
+func testMoveToTakenPath(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	a, av := newSecret(c, "/f", "a")
+	create(t, b, ctx, c, a, av)
+	x, xv := newSecret(c, "/g", "b")
+	create(t, b, ctx, c, x, xv)
+	d, dv := newSecret(c, "/g", "deleted")
+	create(t, b, ctx, c, d, dv)
+	dd := next(d, c.next())
+	now := c.next()
+	dd.DeletedAt = &now
+	update(t, b, ctx, c, dd, nil)
+
+	for _, to := range [][2]string{{"/g", "b"}, {"/g", "deleted"}} {
+		m := next(a, c.next())
+		m.Folder, m.Name = to[0], to[1]
+		err := b.UpdateSecret(ctx, m, a.Revision, nil, record(ctx, c, escrow.ActionSecretUpdate, a.ID))
+		wantErr(t, fmt.Sprintf("UpdateSecret moving to taken %s/%s", to[0], to[1]), err, escrow.ErrConflict)
+	}
+	checkSecret(t, "GetSecret after failed moves", mustGet(t, b, ctx, a.ID), a)
+	got, err := b.GetSecretByPath(ctx, "/g", "b")
+	if err != nil {
+		t.Fatalf("GetSecretByPath(/g, b): %v", err)
+	}
+	checkSecret(t, "owner of the taken path", got, x)
+	got, err = b.GetSecretByPath(ctx, "/f", "a")
+	if err != nil {
+		t.Fatalf("GetSecretByPath(/f, a): %v", err)
+	}
+	checkSecret(t, "GetSecretByPath after failed moves", got, a)
+}
+
+func testSoftDelete(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+
+	del := next(s, c.next())
+	now := c.next()
+	del.DeletedAt = &now
+	update(t, b, ctx, c, del, nil)
+	got := mustGet(t, b, ctx, s.ID)
+	checkSecret(t, "GetSecret(deleted)", got, del)
+	if !got.Deleted() {
+		t.Errorf("Deleted() = false after soft delete")
+	}
+	// Versions survive a soft delete.
+	if _, err := b.GetVersion(ctx, s.ID, 1); err != nil {
+		t.Errorf("GetVersion after soft delete: %v", err)
+	}
+
+	// Restoring is an update too.
+	restored := next(del, c.next())
+	restored.DeletedAt = nil
+	update(t, b, ctx, c, restored, nil)
+	checkSecret(t, "GetSecret(restored)", mustGet(t, b, ctx, s.ID), restored)
+}
+
+// --- atomicity with audit ---
+
+// allAudit reads every page of q, failing on a record seen twice.
+func allAudit(t *testing.T, b Backend, ctx context.Context, q escrow.AuditQuery) []*escrow.AuditRecord {
+	t.Helper()
+	var out []*escrow.AuditRecord
+	seen := map[string]bool{}
+	for page := 0; ; page++ {
+		if page > 2000 {
+			t.Fatalf("QueryAudit(%+v): more than 2000 pages", q)
+		}
+		p, err := b.QueryAudit(ctx, q)
+		if err != nil {
+			t.Fatalf("QueryAudit(%+v): %v", q, err)
+		}
+		if q.Limit > 0 && len(p.Records) > q.Limit {
+			t.Fatalf("QueryAudit(limit %d) returned %d records", q.Limit, len(p.Records))
+		}
+		for _, r := range p.Records {
+			if seen[r.ID] {
+				t.Fatalf("QueryAudit(%+v): record %s returned twice", q, r.ID)
+			}
+			seen[r.ID] = true
+			out = append(out, r)
+		}
+		if p.Next == "" {
+			return out
+		}
+		q.Cursor = p.Next
+	}
+}
+
+func auditIDs(recs []*escrow.AuditRecord) []string {
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func testWritesAudited(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	var want []*escrow.AuditRecord
+
+	s, v := newSecret(c, "/a", "x")
+	rec := record(ctx, c, escrow.ActionSecretCreate, s.ID)
+	rec.Details = map[string]string{"fields": "password,username", "version": "1"}
+	if err := b.CreateSecret(ctx, s, v, rec); err != nil {
+		t.Fatalf("CreateSecret: %v", err)
+	}
+	want = append(want, rec)
+
+	u := next(s, c.next())
+	u.CurrentVersion = 2
+	rec = record(ctx, c, escrow.ActionSecretUpdate, s.ID)
+	rec.Comment, rec.Ticket = "rotate after incident", "INC-42"
+	if err := b.UpdateSecret(ctx, u, 1, newVersion(u.UpdatedAt, s.ID, 2), rec); err != nil {
+		t.Fatalf("UpdateSecret: %v", err)
+	}
+	want = append(want, rec)
+
+	rec = escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/a"))
+	f := &escrow.Folder{Path: "/a", Revision: 1, UpdatedBy: "alice", ACL: []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermView}}}
+	if err := b.PutFolder(ctx, f, 0, rec); err != nil {
+		t.Fatalf("PutFolder: %v", err)
+	}
+	want = append(want, rec)
+
+	rec = escrow.NewAuditRecord(ctx, c.next(), escrow.ActionSecretReveal, escrow.SecretTarget(s.ID))
+	rec.SecretID = s.ID
+	if err := b.Append(ctx, rec); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	want = append(want, rec)
+
+	got := allAudit(t, b, ctx, escrow.AuditQuery{})
+	slices.Reverse(want) // newest first
+	if !slices.Equal(auditIDs(got), auditIDs(want)) {
+		t.Fatalf("QueryAudit = %v, want %v", auditIDs(got), auditIDs(want))
+	}
+	for i := range want {
+		if d := diffRecord(got[i], want[i]); d != "" {
+			t.Errorf("record %d (%s): %s", i, want[i].Action, d)
+		}
+	}
+	bySecret := allAudit(t, b, ctx, escrow.AuditQuery{SecretID: s.ID})
+	if ids, w := auditIDs(bySecret), []string{want[0].ID, want[2].ID, want[3].ID}; !slices.Equal(ids, w) {
+		t.Errorf("QueryAudit(SecretID) = %v, want %v", ids, w)
+	}
+}
+
+func testFailedWritesNotAudited(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+	f := &escrow.Folder{Path: "/a", Revision: 1}
+	if err := b.PutFolder(ctx, f, 0, escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/a"))); err != nil {
+		t.Fatalf("PutFolder: %v", err)
+	}
+	before := auditIDs(allAudit(t, b, ctx, escrow.AuditQuery{}))
+	if len(before) != 2 {
+		t.Fatalf("QueryAudit after two writes = %d records, want 2", len(before))
+	}
+
+	var failed []string
+	fail := func(what string, err, want error, rec *escrow.AuditRecord) {
+		t.Helper()
+		wantErr(t, what, err, want)
+		failed = append(failed, rec.ID)
+	}
+	d, dv := newSecret(c, "/a", "x")
+	rec := record(ctx, c, escrow.ActionSecretCreate, d.ID)
+	fail("CreateSecret(duplicate path)", b.CreateSecret(ctx, d, dv, rec), escrow.ErrConflict, rec)
+
+	d2, dv2 := newSecret(c, "/b", "y")
+	d2.ID, dv2.SecretID = s.ID, s.ID
+	rec = record(ctx, c, escrow.ActionSecretCreate, s.ID)
+	fail("CreateSecret(duplicate ID)", b.CreateSecret(ctx, d2, dv2, rec), escrow.ErrConflict, rec)
+
+	stale := next(next(s, c.next()), c.next())
+	rec = record(ctx, c, escrow.ActionSecretUpdate, s.ID)
+	fail("UpdateSecret(stale)", b.UpdateSecret(ctx, stale, 2, nil, rec), escrow.ErrConflict, rec)
+
+	ghost, _ := newSecret(c, "/a", "ghost")
+	rec = record(ctx, c, escrow.ActionSecretUpdate, ghost.ID)
+	fail("UpdateSecret(unknown)", b.UpdateSecret(ctx, next(ghost, c.next()), 1, nil, rec), escrow.ErrNotFound, rec)
+
+	rec = escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/a"))
+	fail("PutFolder(exists)", b.PutFolder(ctx, &escrow.Folder{Path: "/a", Revision: 1}, 0, rec), escrow.ErrConflict, rec)
+
+	rec = escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/a"))
+	fail("PutFolder(stale)", b.PutFolder(ctx, &escrow.Folder{Path: "/a", Revision: 3}, 2, rec), escrow.ErrConflict, rec)
+
+	after := auditIDs(allAudit(t, b, ctx, escrow.AuditQuery{}))
+	if !slices.Equal(after, before) {
+		t.Errorf("QueryAudit after failed writes = %v, want only %v (failed: %v)", after, before, failed)
+	}
+	for _, id := range failed {
+		if slices.Contains(after, id) {
+			t.Errorf("audit record %s of a failed write is in the log", id)
+		}
+	}
+}
+
+// --- listing ---
+
+// listFixture creates secrets whose path order differs from (folder, name)
+// order, with neighbours that a naive prefix match would confuse.
+func listFixture(t *testing.T, b Backend, ctx context.Context, c *clock) []*escrow.Secret {
+	t.Helper()
+	var all []*escrow.Secret
+	for _, p := range []struct {
+		folder, name string
+		deleted      bool
+	}{
+		{"/prod", "web", true},
+		{"/a", "z", false},
+		{"/a-b", "c", false}, // "/a-b/c" < "/a/z" in byte order, though "/a" < "/a-b"
+		{"/", "root", false},
+		{"/prod", "api", false},
+		{"/prod/db", "x", false},
+		{"/production", "y", false},
+		{"/prod/db/replica", "r", false},
+		{"/prod", "api-old", true},
+		{"/", "Zeta", false}, // upper case sorts before lower case
+		{"/prod/db", "x.y", false},
+	} {
+		s, v := newSecret(c, p.folder, p.name)
+		create(t, b, ctx, c, s, v)
+		if p.deleted {
+			d := next(s, c.next())
+			now := c.next()
+			d.DeletedAt = &now
+			update(t, b, ctx, c, d, nil)
+			s = d
+		}
+		all = append(all, s)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Path() < all[j].Path() })
+	return all
+}
+
+// expect filters the fixture the way q asks, in path order.
+func expect(all []*escrow.Secret, q escrow.SecretQuery) []string {
+	var out []string
+	for _, s := range all {
+		if s.Deleted() && !q.IncludeDeleted {
+			continue
+		}
+		in := s.Folder == q.Folder
+		if q.Recursive {
+			in = in || q.Folder == "/" || strings.HasPrefix(s.Folder, q.Folder+"/")
+		}
+		if in {
+			out = append(out, s.Path())
+		}
+	}
+	return out
+}
+
+func listAll(t *testing.T, b Backend, ctx context.Context, q escrow.SecretQuery) []*escrow.Secret {
+	t.Helper()
+	var out []*escrow.Secret
+	seen := map[string]bool{}
+	for page := 0; ; page++ {
+		if page > 200 {
+			t.Fatalf("ListSecrets(%+v): more than 200 pages", q)
+		}
+		p, err := b.ListSecrets(ctx, q)
+		if err != nil {
+			t.Fatalf("ListSecrets(%+v): %v", q, err)
+		}
+		if q.Limit > 0 && len(p.Secrets) > q.Limit {
+			t.Fatalf("ListSecrets(limit %d) returned %d secrets", q.Limit, len(p.Secrets))
+		}
+		for _, s := range p.Secrets {
+			if seen[s.ID] {
+				t.Fatalf("ListSecrets(%+v): %s returned twice", q, s.Path())
+			}
+			seen[s.ID] = true
+			out = append(out, s)
+		}
+		if p.Next == "" {
+			return out
+		}
+		q.Cursor = p.Next
+	}
+}
+
+func paths(ss []*escrow.Secret) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Path()
+	}
+	return out
+}
+
+func testListSecrets(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	all := listFixture(t, b, ctx, c)
+	byID := map[string]*escrow.Secret{}
+	for _, s := range all {
+		byID[s.ID] = s
+	}
+
+	for _, q := range []escrow.SecretQuery{
+		{Folder: "/", Recursive: true, IncludeDeleted: true},
+		{Folder: "/", Recursive: true},
+		{Folder: "/"},
+		{Folder: "/prod"},
+		{Folder: "/prod", IncludeDeleted: true},
+		{Folder: "/prod", Recursive: true},
+		{Folder: "/prod", Recursive: true, IncludeDeleted: true},
+		{Folder: "/prod/db", Recursive: true},
+		{Folder: "/a"},
+		{Folder: "/a", Recursive: true},
+		{Folder: "/production", Recursive: true},
+		{Folder: "/empty", Recursive: true},
+		{Folder: "/pro", Recursive: true},
+	} {
+		got := listAll(t, b, ctx, q)
+		want := expect(all, q)
+		if !slices.Equal(paths(got), want) {
+			t.Errorf("ListSecrets(folder %q, recursive %v, deleted %v) = %q, want %q",
+				q.Folder, q.Recursive, q.IncludeDeleted, paths(got), want)
+			continue
+		}
+		for _, s := range got {
+			checkSecret(t, "listed "+s.Path(), s, byID[s.ID])
+		}
+	}
+}
+
+func testListPagination(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	all := listFixture(t, b, ctx, c)
+	for _, q := range []escrow.SecretQuery{
+		{Folder: "/", Recursive: true, IncludeDeleted: true},
+		{Folder: "/", Recursive: true},
+		{Folder: "/prod", Recursive: true},
+		{Folder: "/prod", IncludeDeleted: true},
+	} {
+		want := expect(all, q)
+		for _, limit := range []int{1, 2, 3, 5, len(want), 1000} {
+			q.Limit = limit
+			if got := paths(listAll(t, b, ctx, q)); !slices.Equal(got, want) {
+				t.Errorf("ListSecrets(folder %q, recursive %v, deleted %v) in pages of %d = %q, want %q",
+					q.Folder, q.Recursive, q.IncludeDeleted, limit, got, want)
+			}
+		}
+	}
+
+	// The first page of a limited listing says there is more.
+	p, err := b.ListSecrets(ctx, escrow.SecretQuery{Folder: "/", Recursive: true, Limit: 2})
+	if err != nil {
+		t.Fatalf("ListSecrets: %v", err)
+	}
+	if p.Next == "" {
+		t.Errorf("ListSecrets(limit 2 of %d) has no Next", len(all))
+	}
+}
+
+func testListBadCursor(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+	for _, cur := range []string{"not a cursor!", "%%%", "\x00\xff"} {
+		_, err := b.ListSecrets(ctx, escrow.SecretQuery{Folder: "/", Recursive: true, Cursor: cur})
+		wantErr(t, fmt.Sprintf("ListSecrets(cursor %q)", cur), err, escrow.ErrInvalid)
+	}
+}
+
+// --- folders ---
+
+func checkFolder(t *testing.T, what string, got, want escrow.Folder) {
+	t.Helper()
+	if got.Path != want.Path || got.Revision != want.Revision || got.UpdatedBy != want.UpdatedBy || !slices.Equal(got.ACL, want.ACL) {
+		t.Errorf("%s = %+v, want %+v", what, got, want)
+	}
+}
+
+func getFolder(t *testing.T, b Backend, ctx context.Context, path string) escrow.Folder {
+	t.Helper()
+	fs, err := b.GetFolders(ctx, []string{path})
+	if err != nil {
+		t.Fatalf("GetFolders(%s): %v", path, err)
+	}
+	if len(fs) != 1 {
+		t.Fatalf("GetFolders(%s) = %d folders, want 1", path, len(fs))
+	}
+	return fs[0]
+}
+
+func testFolders(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	frec := func() *escrow.AuditRecord {
+		return escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/prod"))
+	}
+	f1 := escrow.Folder{Path: "/prod", Revision: 1, UpdatedBy: "alice",
+		ACL: []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermEdit}, {Principal: "user:bob", Permission: escrow.PermList}}}
+	if err := b.PutFolder(ctx, &f1, 0, frec()); err != nil {
+		t.Fatalf("PutFolder(create): %v", err)
+	}
+	checkFolder(t, "after create", getFolder(t, b, ctx, "/prod"), f1)
+
+	f2 := escrow.Folder{Path: "/prod", Revision: 2, UpdatedBy: "bob", ACL: []escrow.ACE{{Principal: "user:carol", Permission: escrow.PermOwner}}}
+	if err := b.PutFolder(ctx, &f2, 1, frec()); err != nil {
+		t.Fatalf("PutFolder(update): %v", err)
+	}
+	checkFolder(t, "after update", getFolder(t, b, ctx, "/prod"), f2)
+
+	stale := escrow.Folder{Path: "/prod", Revision: 2, UpdatedBy: "mallory"}
+	wantErr(t, "PutFolder(stale)", b.PutFolder(ctx, &stale, 1, frec()), escrow.ErrConflict)
+	again := escrow.Folder{Path: "/prod", Revision: 1, UpdatedBy: "mallory"}
+	wantErr(t, "PutFolder(create existing)", b.PutFolder(ctx, &again, 0, frec()), escrow.ErrConflict)
+	checkFolder(t, "after conflicts", getFolder(t, b, ctx, "/prod"), f2)
+
+	// Updating a folder that does not exist is a conflict, not a create.
+	ghost := escrow.Folder{Path: "/ghost", Revision: 4}
+	wantErr(t, "PutFolder(update missing)", b.PutFolder(ctx, &ghost, 3, frec()), escrow.ErrConflict)
+	if fs, err := b.GetFolders(ctx, []string{"/ghost"}); err != nil || len(fs) != 0 {
+		t.Errorf("GetFolders(/ghost) = %v, %v; want none", fs, err)
+	}
+
+	// The root folder is a folder like any other, and an empty ACL is fine.
+	root := escrow.Folder{Path: "/", Revision: 1}
+	if err := b.PutFolder(ctx, &root, 0, frec()); err != nil {
+		t.Fatalf("PutFolder(/): %v", err)
+	}
+	checkFolder(t, "root", getFolder(t, b, ctx, "/"), root)
+}
+
+func testGetFolders(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	want := map[string]escrow.Folder{}
+	for i, p := range []string{"/", "/prod", "/prod/db", "/dev"} {
+		f := escrow.Folder{Path: p, Revision: 1, UpdatedBy: "alice",
+			ACL: []escrow.ACE{{Principal: fmt.Sprintf("user:u%d", i), Permission: escrow.PermView}}}
+		if err := b.PutFolder(ctx, &f, 0, escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget(p))); err != nil {
+			t.Fatalf("PutFolder(%s): %v", p, err)
+		}
+		want[p] = f
+	}
+	for _, q := range [][]string{
+		escrow.Ancestors("/prod/db/replica"), // /prod/db/replica is missing
+		{"/missing", "/dev", "/nope/deeper"},
+		{"/prod"},
+		{"/missing"},
+		{},
+	} {
+		fs, err := b.GetFolders(ctx, q)
+		if err != nil {
+			t.Fatalf("GetFolders(%q): %v", q, err)
+		}
+		var got, exp []string
+		for _, f := range fs {
+			got = append(got, f.Path)
+			if w, ok := want[f.Path]; ok {
+				checkFolder(t, "GetFolders "+f.Path, f, w)
+			}
+		}
+		for _, p := range q {
+			if _, ok := want[p]; ok {
+				exp = append(exp, p)
+			}
+		}
+		sort.Strings(got)
+		sort.Strings(exp)
+		if !slices.Equal(got, exp) {
+			t.Errorf("GetFolders(%q) = %q, want %q", q, got, exp)
+		}
+	}
+}
+
+// --- ACL index ---
+
+func grantSet(t *testing.T, b Backend, ctx context.Context, principals ...string) []string {
+	t.Helper()
+	gs, err := b.ListACLGrants(ctx, principals)
+	if err != nil {
+		t.Fatalf("ListACLGrants(%q): %v", principals, err)
+	}
+	out := make([]string, len(gs))
+	for i, g := range gs {
+		out[i] = g.Principal + " " + string(g.Permission) + " " + g.Target
+	}
+	sort.Strings(out)
+	return out
+}
+
+func checkGrants(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s = %q, want %q", what, got, want)
+	}
+}
+
+func testACLGrants(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s1, v1 := newSecret(c, "/prod", "one",
+		escrow.ACE{Principal: "user:alice", Permission: escrow.PermOwner},
+		escrow.ACE{Principal: "group:dba", Permission: escrow.PermView})
+	create(t, b, ctx, c, s1, v1)
+	s2, v2 := newSecret(c, "/prod/db", "two", escrow.ACE{Principal: "group:dba", Permission: escrow.PermEdit})
+	create(t, b, ctx, c, s2, v2)
+	f := escrow.Folder{Path: "/prod", Revision: 1, ACL: []escrow.ACE{
+		{Principal: "group:dba", Permission: escrow.PermList},
+		{Principal: "user:bob", Permission: escrow.PermView},
+	}}
+	if err := b.PutFolder(ctx, &f, 0, escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/prod"))); err != nil {
+		t.Fatalf("PutFolder: %v", err)
+	}
+
+	checkGrants(t, "grants of alice and dba", grantSet(t, b, ctx, "user:alice", "group:dba"),
+		"user:alice owner "+escrow.SecretTarget(s1.ID),
+		"group:dba view "+escrow.SecretTarget(s1.ID),
+		"group:dba edit "+escrow.SecretTarget(s2.ID),
+		"group:dba list "+escrow.FolderTarget("/prod"))
+	checkGrants(t, "grants of bob", grantSet(t, b, ctx, "user:bob"),
+		"user:bob view "+escrow.FolderTarget("/prod"))
+	checkGrants(t, "grants of nobody named", grantSet(t, b, ctx, "user:carol", "user:ali", "group:db", "user:dba", "alice"))
+
+	// Entries of soft-deleted secrets stay in the index.
+	d := next(s2, c.next())
+	now := c.next()
+	d.DeletedAt = &now
+	update(t, b, ctx, c, d, nil)
+	checkGrants(t, "grants of dba after soft delete", grantSet(t, b, ctx, "group:dba"),
+		"group:dba view "+escrow.SecretTarget(s1.ID),
+		"group:dba edit "+escrow.SecretTarget(s2.ID),
+		"group:dba list "+escrow.FolderTarget("/prod"))
+}
+
+func testACLChanges(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/prod", "one",
+		escrow.ACE{Principal: "user:alice", Permission: escrow.PermOwner},
+		escrow.ACE{Principal: "group:dba", Permission: escrow.PermView})
+	create(t, b, ctx, c, s, v)
+	f := escrow.Folder{Path: "/prod", Revision: 1, ACL: []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermList}}}
+	if err := b.PutFolder(ctx, &f, 0, escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/prod"))); err != nil {
+		t.Fatalf("PutFolder: %v", err)
+	}
+
+	u := next(s, c.next())
+	u.ACL = []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermOwner}, {Principal: "user:bob", Permission: escrow.PermEdit}}
+	update(t, b, ctx, c, u, nil)
+	f2 := escrow.Folder{Path: "/prod", Revision: 2, ACL: []escrow.ACE{{Principal: "user:alice", Permission: escrow.PermView}}}
+	if err := b.PutFolder(ctx, &f2, 1, escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/prod"))); err != nil {
+		t.Fatalf("PutFolder(update): %v", err)
+	}
+
+	checkGrants(t, "grants after ACL changes", grantSet(t, b, ctx, "user:alice", "group:dba", "user:bob"),
+		"group:dba owner "+escrow.SecretTarget(s.ID),
+		"user:bob edit "+escrow.SecretTarget(s.ID),
+		"user:alice view "+escrow.FolderTarget("/prod"))
+
+	// A rename keeps the secret's grants; emptying the ACL removes them.
+	r := next(u, c.next())
+	r.Name, r.Folder = "renamed", "/dev"
+	update(t, b, ctx, c, r, nil)
+	checkGrants(t, "grants of bob after move", grantSet(t, b, ctx, "user:bob"), "user:bob edit "+escrow.SecretTarget(s.ID))
+	e := next(r, c.next())
+	e.ACL = nil
+	update(t, b, ctx, c, e, nil)
+	checkGrants(t, "grants after emptying the ACL", grantSet(t, b, ctx, "user:alice", "group:dba", "user:bob"),
+		"user:alice view "+escrow.FolderTarget("/prod"))
+}
+
+// --- audit ---
+
+// auditFixture appends n records spread over several days, cycling through
+// actors, actions and secrets, and returns them oldest first.
+func auditFixture(t *testing.T, b Backend, n int) []*escrow.AuditRecord {
+	t.Helper()
+	actors := []*escrow.Principal{alice, {Subject: "bob", Groups: []string{"ops"}}, {Subject: "carol", Roles: []string{escrow.RoleAdmin}}}
+	actions := []string{escrow.ActionSecretReveal, escrow.ActionSecretGet, escrow.ActionSecretUpdate, escrow.ActionAuditQuery}
+	secrets := []string{escrow.NewID(base), escrow.NewID(base.Add(time.Second)), ""}
+	recs := make([]*escrow.AuditRecord, n)
+	for i := range recs {
+		// About 4h apart, so 30 records span five days.
+		now := base.Add(time.Duration(i)*(4*time.Hour+7*time.Minute) + time.Duration(i)*time.Millisecond)
+		ctx := ctxFor(t, actors[i%len(actors)])
+		sid := secrets[(i%5)%len(secrets)] // period 5 against the actors' 3: every combination occurs
+		target := ""
+		if sid != "" {
+			target = escrow.SecretTarget(sid)
+		}
+		rec := escrow.NewAuditRecord(ctx, now, actions[i%len(actions)], target)
+		rec.SecretID = sid
+		if i%5 == 0 {
+			rec.Fail(escrow.Errorf(escrow.CodeForbidden, "no access"))
+		}
+		if err := b.Append(ctx, rec); err != nil {
+			t.Fatalf("Append(%d): %v", i, err)
+		}
+		recs[i] = rec
+	}
+	return recs
+}
+
+func testAuditRoundTrip(t *testing.T, b Backend) {
+	ctx := ctxFor(t, alice)
+	now := base.Add(36 * time.Hour)
+	rec := escrow.NewAuditRecord(ctx, now, escrow.ActionSecretReveal, escrow.SecretTarget("S1"))
+	rec.SecretID = "S1"
+	rec.Comment = "break-glass: outage, \"quoted\", ünïcode"
+	rec.Ticket = "CHG-1234"
+	rec.Details = map[string]string{"version": "3", "fields": "password,username", "empty": ""}
+	rec.Fail(escrow.Errorf(escrow.CodeForbidden, "approval required"))
+	if err := b.Append(ctx, rec); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	bare := escrow.NewAuditRecord(t.Context(), now.Add(time.Millisecond), escrow.ActionAuthFailed, "")
+	if err := b.Append(ctx, bare); err != nil {
+		t.Fatalf("Append(bare): %v", err)
+	}
+
+	got := allAudit(t, b, ctx, escrow.AuditQuery{})
+	if len(got) != 2 {
+		t.Fatalf("QueryAudit = %d records, want 2", len(got))
+	}
+	for i, want := range []*escrow.AuditRecord{bare, rec} {
+		if d := diffRecord(got[i], want); d != "" {
+			t.Errorf("record %s: %s", want.Action, d)
+		}
+	}
+	if got[1].Outcome != escrow.OutcomeDenied || got[1].ErrorCode != escrow.CodeForbidden {
+		t.Errorf("outcome %q code %q, want denied/forbidden", got[1].Outcome, got[1].ErrorCode)
+	}
+}
+
+func filterRecords(recs []*escrow.AuditRecord, q escrow.AuditQuery) []string {
+	var out []string
+	for i := len(recs) - 1; i >= 0; i-- { // newest first
+		r := recs[i]
+		if (q.Actor == "" || r.Actor.Subject == q.Actor) &&
+			(q.SecretID == "" || r.SecretID == q.SecretID) &&
+			(q.Action == "" || r.Action == q.Action) &&
+			(q.From.IsZero() || !r.Time.Before(q.From)) &&
+			(q.To.IsZero() || r.Time.Before(q.To)) {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+func testAuditFilters(t *testing.T, b Backend) {
+	recs := auditFixture(t, b, 30)
+	ctx := t.Context()
+	s1, s2 := recs[0].SecretID, recs[1].SecretID
+	at := func(i int) time.Time { return recs[i].Time }
+	for _, q := range []escrow.AuditQuery{
+		{},
+		{Actor: "alice"},
+		{Actor: "nobody"},
+		{SecretID: s1},
+		{Action: escrow.ActionSecretReveal},
+		{From: at(10)},
+		{To: at(10)},
+		{From: at(10), To: at(11)},
+		{From: at(5), To: at(20)},
+		{From: at(10).Add(500 * time.Microsecond)}, // excludes record 10
+		{To: at(10).Add(500 * time.Microsecond)},   // includes record 10
+		{From: at(29).Add(time.Hour)},
+		{Actor: "bob", Action: escrow.ActionSecretGet},
+		{Actor: "carol", SecretID: s2, From: at(3), To: at(28)},
+		{SecretID: s1, Action: escrow.ActionSecretReveal},
+		{Actor: "alice", SecretID: s1, Action: escrow.ActionSecretReveal, From: at(1)},
+		{Action: escrow.ActionAuditQuery, To: at(25)},
+	} {
+		want := filterRecords(recs, q)
+		for _, limit := range []int{0, 4} {
+			q.Limit = limit
+			if got := auditIDs(allAudit(t, b, ctx, q)); !slices.Equal(got, want) {
+				t.Errorf("QueryAudit(%+v) = %v, want %v", q, got, want)
+			}
+		}
+	}
+	// The filters above must be selective enough to mean something.
+	if n := len(filterRecords(recs, escrow.AuditQuery{Actor: "bob", Action: escrow.ActionSecretGet})); n == 0 || n >= 10 {
+		t.Fatalf("fixture gives bob+get %d records; the test needs a selective filter", n)
+	}
+}
+
+func testAuditPagination(t *testing.T, b Backend) {
+	recs := auditFixture(t, b, 30)
+	ctx := t.Context()
+	want := filterRecords(recs, escrow.AuditQuery{})
+	for _, limit := range []int{1, 7, 29, 30, 31} {
+		if got := auditIDs(allAudit(t, b, ctx, escrow.AuditQuery{Limit: limit})); !slices.Equal(got, want) {
+			t.Errorf("QueryAudit in pages of %d = %v, want %v", limit, got, want)
+		}
+	}
+	q := escrow.AuditQuery{Actor: "alice", From: recs[2].Time, Limit: 3}
+	if got, want := auditIDs(allAudit(t, b, ctx, q)), filterRecords(recs, q); !slices.Equal(got, want) {
+		t.Errorf("QueryAudit(%+v) = %v, want %v", q, got, want)
+	}
+	p, err := b.QueryAudit(ctx, escrow.AuditQuery{Limit: 10})
+	if err != nil {
+		t.Fatalf("QueryAudit: %v", err)
+	}
+	if len(p.Records) != 10 || p.Next == "" {
+		t.Errorf("first page of 10 of 30 = %d records, Next %q; want 10 and a cursor", len(p.Records), p.Next)
+	}
+}
+
+func testAuditDuplicate(t *testing.T, b Backend) {
+	ctx := ctxFor(t, alice)
+	rec := escrow.NewAuditRecord(ctx, base, escrow.ActionSecretGet, "")
+	if err := b.Append(ctx, rec); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	wantErr(t, "Append(same record)", b.Append(ctx, rec), escrow.ErrConflict)
+	other := escrow.NewAuditRecord(ctx, base.Add(time.Hour), escrow.ActionSecretDelete, "")
+	other.ID = rec.ID
+	wantErr(t, "Append(same ID, other content)", b.Append(ctx, other), escrow.ErrConflict)
+
+	got := allAudit(t, b, ctx, escrow.AuditQuery{})
+	if len(got) != 1 {
+		t.Fatalf("QueryAudit = %d records, want 1", len(got))
+	}
+	if d := diffRecord(got[0], rec); d != "" {
+		t.Errorf("stored record: %s", d)
+	}
+}
+
+func testAuditBadCursor(t *testing.T, b Backend) {
+	auditFixture(t, b, 3)
+	for _, cur := range []string{"not a cursor!", "%%%", "\x00\xff"} {
+		_, err := b.QueryAudit(t.Context(), escrow.AuditQuery{Cursor: cur})
+		wantErr(t, fmt.Sprintf("QueryAudit(cursor %q)", cur), err, escrow.ErrInvalid)
+	}
+}
+
+// --- concurrency ---
+
+func testUpdateRace(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v := newSecret(c, "/a", "x")
+	create(t, b, ctx, c, s, v)
+
+	const n = 8
+	errs := make([]error, n)
+	recs := make([]*escrow.AuditRecord, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		u := next(s, c.next())
+		u.Description = fmt.Sprintf("writer %d", i)
+		recs[i] = record(ctx, c, escrow.ActionSecretUpdate, s.ID)
+		wg.Go(func() { errs[i] = b.UpdateSecret(ctx, u, 1, nil, recs[i]) })
+	}
+	wg.Wait()
+
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("writers %d and %d both won", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, escrow.ErrConflict):
+			t.Errorf("writer %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no writer won: %v", errs)
+	}
+	got := mustGet(t, b, ctx, s.ID)
+	if want := fmt.Sprintf("writer %d", winner); got.Description != want || got.Revision != 2 {
+		t.Errorf("stored description %q revision %d, want %q revision 2", got.Description, got.Revision, want)
+	}
+	// Only the winner's audit record landed, next to the create's.
+	logged := auditIDs(allAudit(t, b, ctx, escrow.AuditQuery{Action: escrow.ActionSecretUpdate}))
+	if !slices.Equal(logged, []string{recs[winner].ID}) {
+		t.Errorf("update records in the log = %v, want only the winner's %s", logged, recs[winner].ID)
+	}
+}
+
+func testParallelAppends(t *testing.T, b Backend) {
+	const goroutines, each = 8, 25
+	c := newClock()
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	want := map[string]bool{}
+	var recs [goroutines][]*escrow.AuditRecord
+	for g := range goroutines {
+		ctx := ctxFor(t, &escrow.Principal{Subject: fmt.Sprintf("user%d", g)})
+		for range each {
+			rec := escrow.NewAuditRecord(ctx, c.next(), escrow.ActionSecretReveal, "")
+			recs[g] = append(recs[g], rec)
+			want[rec.ID] = true
+		}
+		wg.Go(func() {
+			for _, rec := range recs[g] {
+				if err := b.Append(ctx, rec); err != nil {
+					errs <- fmt.Errorf("goroutine %d: Append: %w", g, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	got := allAudit(t, b, t.Context(), escrow.AuditQuery{Limit: 1000})
+	if len(got) != goroutines*each {
+		t.Errorf("QueryAudit = %d records, want %d", len(got), goroutines*each)
+	}
+	for _, r := range got {
+		if !want[r.ID] {
+			t.Errorf("unexpected record %s", r.ID)
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i-1].ID <= got[i].ID {
+			t.Fatalf("records not newest first at %d: %s then %s", i, got[i-1].ID, got[i].ID)
+		}
+	}
+	n := len(allAudit(t, b, t.Context(), escrow.AuditQuery{Actor: "user3"}))
+	if n != each {
+		t.Errorf("QueryAudit(Actor user3) = %d records, want %d", n, each)
+	}
+}
