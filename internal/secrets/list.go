@@ -65,6 +65,7 @@ func (s *Service) list(ctx context.Context, in ListInput, rec *escrow.AuditRecor
 	rec.Target = escrow.FolderTarget(folder)
 	rec.Details = map[string]string{"folder": folder, "recursive": strconv.FormatBool(in.Recursive)}
 	if in.Path != "" {
+		rec.Target = "path:" + in.Path
 		rec.Details["path"] = in.Path
 		return s.listPath(ctx, p, in.Path, in.Deleted)
 	}

@@ -22,7 +22,8 @@ type CreateInput struct {
 }
 
 // Create stores a new secret with its first version. The caller needs edit
-// on the folder and becomes an owner of the secret.
+// on the folder and becomes an owner of the secret unless they are an admin
+// or the ACL names an owner.
 func (s *Service) Create(ctx context.Context, in CreateInput) (*escrow.Secret, error) {
 	now := s.clock.Now()
 	id := escrow.NewID(now)
@@ -46,7 +47,10 @@ func (s *Service) create(ctx context.Context, id string, in CreateInput, rec *es
 		Tags: in.Tags, ACL: slices.Clone(in.ACL), CurrentVersion: 1, Revision: 1,
 		CreatedAt: now, CreatedBy: p.Subject, UpdatedAt: now, UpdatedBy: p.Subject,
 	}
-	if !slices.ContainsFunc(sec.ACL, func(a escrow.ACE) bool { return a.Principal == escrow.UserKey(p.Subject) }) {
+	// The creator owns what they create, unless they are an admin (who owns
+	// everything anyway) or the ACL already names an owner.
+	hasOwner := slices.ContainsFunc(sec.ACL, func(a escrow.ACE) bool { return a.Permission == escrow.PermOwner })
+	if !p.IsAdmin() && !hasOwner {
 		sec.ACL = append(sec.ACL, escrow.ACE{Principal: escrow.UserKey(p.Subject), Permission: escrow.PermOwner})
 	}
 	if err := sec.ValidateMeta(); err != nil {

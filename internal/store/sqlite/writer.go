@@ -27,6 +27,8 @@ type writer struct {
 	closed bool
 
 	st writeStmts
+
+	commits atomic.Int64 // transactions committed, for benchmarks' ops/commit
 }
 
 type writeStmts struct {
@@ -214,6 +216,7 @@ func (w *writer) commitBatch(ops []*op, errs []error) []error {
 		w.abort()
 		return w.oneByOne(ops, errs[:0])
 	}
+	w.commits.Add(1)
 	return errs
 }
 
@@ -257,6 +260,7 @@ func (w *writer) commitOne(o *op) error {
 		w.abort()
 		return unavailable("commit", err)
 	}
+	w.commits.Add(1)
 	return nil
 }
 

@@ -370,6 +370,7 @@ func testCreateAndGet(t *testing.T, b Backend) {
 		escrow.ACE{Principal: "user:alice", Permission: escrow.PermOwner},
 		escrow.ACE{Principal: "group:dba", Permission: escrow.PermView})
 	s.Description = "main Postgres, \"quoted\" and ünïcode"
+	s.Tags["note"] = `a "quoted" \ back<slash> & ünïcode`
 	create(t, b, ctx, c, s, v)
 	checkSecret(t, "GetSecret", mustGet(t, b, ctx, s.ID), s)
 
