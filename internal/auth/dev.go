@@ -27,8 +27,11 @@ import (
 
 // DevUser is a demo identity the dev issuer mints tokens for.
 type DevUser struct {
-	Subject, Email, Name string
-	Groups, Roles        []string
+	Subject string   `json:"sub"`
+	Email   string   `json:"email"`
+	Name    string   `json:"name"`
+	Groups  []string `json:"groups,omitempty"`
+	Roles   []string `json:"roles,omitempty"`
 }
 
 // DemoUsers returns the demo identities of `escrow server -dev`.
@@ -37,9 +40,9 @@ func DemoUsers() []DevUser {
 		return DevUser{Subject: sub, Email: sub + "@example.com", Name: name, Groups: groups, Roles: roles}
 	}
 	return []DevUser{
-		u("alice", "Alice (requester)", []string{"engineering"}, nil),
-		u("bob", "Bob (approver)", []string{"approvers"}, nil),
-		u("carol", "Carol (requester, on call)", []string{"engineering", "oncall"}, nil),
+		u("alice", "Alice", []string{"engineering"}, nil),
+		u("bob", "Bob", []string{"approvers"}, nil),
+		u("carol", "Carol", []string{"engineering", "oncall"}, nil),
 		u("admin", "Admin", nil, []string{escrow.RoleAdmin}),
 		u("auditor", "Auditor", nil, []string{escrow.RoleAuditor}),
 	}

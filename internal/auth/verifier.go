@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +72,12 @@ type Verifier struct {
 
 	// keys is read without locking on every request.
 	keys atomic.Pointer[keySet]
+
+	// verified caches principals of tokens that passed every check, so a
+	// client reusing its token costs a hash, not a signature check and a
+	// claims parse. Entries are checked against the clock on every hit.
+	cacheMu sync.RWMutex
+	cache   map[[32]byte]cachedToken
 
 	// mu serialises fetches and guards the fields below it; it is held for
 	// the duration of a fetch so that concurrent misses make one request.
@@ -151,6 +159,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*escrow.Principal,
 	if err != nil {
 		return nil, unauthenticated(err, "malformed token")
 	}
+	sum := sha256.Sum256([]byte(token))
+	now := v.clock.Now()
+	v.cacheMu.RLock()
+	c, hit := v.cache[sum]
+	v.cacheMu.RUnlock()
+	if hit && now.Before(c.notAfter) && !now.Before(c.notBefore) {
+		return clonePrincipal(c.principal), nil
+	}
 	alg, ok := allowedAlgs[hdr.Alg]
 	if !ok {
 		return nil, unauthenticated(fmt.Errorf("alg %q", hdr.Alg), "unsupported token algorithm")
@@ -177,13 +193,58 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*escrow.Principal,
 	if sub == "" {
 		return nil, unauthenticated(nil, "token has no subject")
 	}
-	return &escrow.Principal{
+	p := &escrow.Principal{
 		Subject: sub,
 		Email:   stringClaim(tok, "email"),
 		Name:    stringClaim(tok, "name"),
 		Groups:  stringsClaim(tok, v.groupsClaim),
 		Roles:   stringsClaim(tok, v.rolesClaim),
-	}, nil
+	}
+	v.remember(sum, tok, p, now)
+	return clonePrincipal(p), nil
+}
+
+// clonePrincipal gives each caller its own copy of a cached principal.
+func clonePrincipal(p *escrow.Principal) *escrow.Principal {
+	out := *p
+	out.Groups = slices.Clone(p.Groups)
+	out.Roles = slices.Clone(p.Roles)
+	return &out
+}
+
+// Bounds of the verified-token cache.
+const (
+	cacheEntries = 10000
+	// cacheTTL bounds how long a verified token skips the signature check,
+	// so a key the issuer withdraws stops working within it (plus refetch).
+	cacheTTL = 5 * time.Minute
+)
+
+type cachedToken struct {
+	principal           *escrow.Principal
+	notBefore, notAfter time.Time
+}
+
+// remember caches a verified token until the earliest of its expiry (with
+// the same leeway the full check allows) and now+cacheTTL.
+func (v *Verifier) remember(sum [32]byte, tok jwt.Token, p *escrow.Principal, now time.Time) {
+	exp, ok := tok.Expiration()
+	if !ok {
+		return
+	}
+	c := cachedToken{principal: p, notAfter: exp.Add(v.leeway)}
+	if limit := now.Add(cacheTTL); limit.Before(c.notAfter) {
+		c.notAfter = limit
+	}
+	if nbf, ok := tok.NotBefore(); ok {
+		c.notBefore = nbf.Add(-v.leeway)
+	}
+	v.cacheMu.Lock()
+	if v.cache == nil || len(v.cache) >= cacheEntries {
+		v.cache = make(map[[32]byte]cachedToken) // crude but bounded: start over
+	}
+	v.cache[sum] = c
+	v.cacheMu.Unlock()
 }
 
 // reason turns a jwt parse or validation error into a client-safe message.

@@ -64,8 +64,10 @@ func (s *Secret) Path() string {
 func (s *Secret) Deleted() bool { return s.DeletedAt != nil }
 
 // SecretVersion is one immutable, encrypted value of a secret. Ciphertext is
-// nonce||AES-256-GCM under a data key that only the Keys port can unwrap,
-// bound to (SecretID, Version).
+// the envelope package's format (a version byte, the nonce, then AES-256-GCM
+// under a data key that only the Keys port can unwrap), bound to (SecretID,
+// Version) both by the key's encryption context and by the AEAD's associated
+// data.
 type SecretVersion struct {
 	SecretID   string    `json:"secretId"`
 	Version    int       `json:"version"`
