@@ -3,7 +3,6 @@ package dynamo
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -74,14 +73,8 @@ type countingHTTP struct {
 	n     atomic.Int64
 }
 
-// readOnly hides every method of the body but Read and Close.
-type readOnly struct{ io.ReadCloser }
-
 func (c *countingHTTP) Do(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = readOnly{r.Body}
-	}
 	return c.inner.Do(r)
 }
 

@@ -104,7 +104,10 @@ type test struct {
 
 // base is the suite's fixed clock origin. It is millisecond-precise so that
 // a store keeping times "at least to the millisecond" returns them exactly.
-var base = time.Date(2026, 3, 2, 9, 30, 15, 123_000_000, time.UTC)
+// base is a few weeks back from today (at an odd time of day), so that
+// records spread over several days stay inside the window an unfiltered
+// audit query covers (DynamoDB walks day partitions back from now).
+var base = time.Now().UTC().Truncate(24 * time.Hour).Add(-20*24*time.Hour + 9*time.Hour + 30*time.Minute + 15*time.Second + 123*time.Millisecond)
 
 // clock hands out distinct, increasing, millisecond-precise times.
 type clock struct {
