@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 )
@@ -137,13 +136,19 @@ func (m *Moto) Stop() {
 // Config returns an SDK config with static test credentials that sends every
 // service to moto.
 func (m *Moto) Config(ctx context.Context) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx,
+	cfg, err := config.LoadDefaultConfig(ctx,
 		config.WithRegion(Region),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", "")),
 		config.WithBaseEndpoint(m.Endpoint),
 		config.WithRetryMaxAttempts(1),
-		config.WithHTTPClient(bodyGuard{awshttp.NewBuildableClient()}),
 	)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	// Wrapped after loading: the loader may still need to configure the
+	// buildable client (a CA bundle from the environment, for example).
+	cfg.HTTPClient = bodyGuard{cfg.HTTPClient}
+	return cfg, nil
 }
 
 // bodyGuard works around a race between smithy-go and net/http: smithy

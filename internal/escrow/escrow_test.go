@@ -155,3 +155,18 @@ func TestFailOutcome(t *testing.T) {
 		t.Fatalf("conflict recorded as %s", r.Outcome)
 	}
 }
+
+func TestNewIDMonotonicWithinMillisecond(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	prev := NewID(now)
+	for range 1000 {
+		id := NewID(now)
+		if id <= prev {
+			t.Fatalf("id %q made in the same millisecond does not sort after %q", id, prev)
+		}
+		if id[:10] != prev[:10] {
+			t.Fatalf("time prefix changed within a millisecond: %q vs %q", id, prev)
+		}
+		prev = id
+	}
+}

@@ -37,6 +37,13 @@ type Store interface {
 	// ErrNotFound.
 	GetVersion(ctx context.Context, id string, version int) (*SecretVersion, error)
 
+	// GetVersionAndFolders returns one version with its ciphertext together
+	// with the folders that exist among paths, in one round trip where the
+	// backend allows: it is the second and last read of a reveal, after
+	// GetSecret (DESIGN 8). Returns ErrNotFound if the version does not
+	// exist.
+	GetVersionAndFolders(ctx context.Context, id string, version int, paths []string) (*SecretVersion, []Folder, error)
+
 	// ListVersions returns every version of a secret, oldest first, with
 	// ciphertexts omitted. Returns an empty list for an unknown id.
 	ListVersions(ctx context.Context, id string) ([]*SecretVersion, error)

@@ -250,30 +250,44 @@ func (s *Service) Reveal(ctx context.Context, id string, version int) (*Revealed
 	return r, nil
 }
 
+// reveal makes two reads, the secret and then its version with the folder
+// chain (one round trip on DynamoDB), and decides before it decrypts.
 func (s *Service) reveal(ctx context.Context, id string, version int, rec *escrow.AuditRecord) (*Revealed, error) {
-	sec, _, err := s.load(ctx, id, escrow.PermView)
+	p, sec, err := s.getSecret(ctx, id)
 	if err != nil {
+		return nil, err
+	}
+	want := version
+	if want == 0 {
+		want = sec.CurrentVersion
+	}
+	inRange := want >= 1 && want <= sec.CurrentVersion
+	ancestors := escrow.Ancestors(sec.Folder)
+	var v *escrow.SecretVersion
+	var folders []escrow.Folder
+	if inRange {
+		v, folders, err = s.store.GetVersionAndFolders(ctx, id, want, ancestors)
+	} else {
+		folders, err = s.store.GetFolders(ctx, ancestors)
+	}
+	if err != nil {
+		return nil, fmtErr("read version and folders", err)
+	}
+	if _, err := decide(p, sec, folders, escrow.PermView); err != nil {
 		return nil, err
 	}
 	if sec.Deleted() {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", sec.Path())
 	}
-	if version < 0 || version > sec.CurrentVersion {
+	if !inRange {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s has no version %d (current is %d)", sec.Path(), version, sec.CurrentVersion)
 	}
-	if version == 0 {
-		version = sec.CurrentVersion
-	}
-	rec.Details = map[string]string{"path": sec.Path(), "version": itoa(version)}
-	v, err := s.store.GetVersion(ctx, id, version)
-	if err != nil {
-		return nil, fmtErr("read version", err)
-	}
+	rec.Details = map[string]string{"path": sec.Path(), "version": itoa(want)}
 	value, err := envelope.Open(ctx, s.keys, v)
 	if err != nil {
 		return nil, fmtErr("decrypt value", err)
 	}
-	return &Revealed{SecretID: id, Path: sec.Path(), Version: version, Type: sec.Type, Value: value}, nil
+	return &Revealed{SecretID: id, Path: sec.Path(), Version: want, Type: sec.Type, Value: value}, nil
 }
 
 // Versions lists a secret's versions (metadata only); the caller needs view.

@@ -110,36 +110,56 @@ func (s *Service) folderPermission(ctx context.Context, p *escrow.Principal, fol
 	return escrow.Effective(p, nil, folders), nil
 }
 
-// load reads the secret id and checks that the caller holds need on it. A
-// caller who may not even list it is told it does not exist.
+// load reads the secret id and checks that the caller holds need on it.
 func (s *Service) load(ctx context.Context, id string, need escrow.Permission) (*escrow.Secret, escrow.Permission, error) {
-	p, err := principal(ctx)
+	p, sec, err := s.getSecret(ctx, id)
 	if err != nil {
 		return nil, escrow.PermNone, err
 	}
+	var folders []escrow.Folder
+	if !p.IsAdmin() {
+		if folders, err = s.store.GetFolders(ctx, escrow.Ancestors(sec.Folder)); err != nil {
+			return nil, escrow.PermNone, fmtErr("read folders", err)
+		}
+	}
+	perm, err := decide(p, sec, folders, need)
+	if err != nil {
+		return nil, perm, err
+	}
+	return sec, perm, nil
+}
+
+// getSecret returns the caller and the secret id.
+func (s *Service) getSecret(ctx context.Context, id string) (*escrow.Principal, *escrow.Secret, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	if id == "" || len(id) > 64 {
-		return nil, escrow.PermNone, escrow.Errorf(escrow.CodeInvalid, "secret id must be 1 to 64 characters")
+		return nil, nil, escrow.Errorf(escrow.CodeInvalid, "secret id must be 1 to 64 characters")
 	}
 	sec, err := s.store.GetSecret(ctx, id)
 	if err != nil {
 		if errors.Is(err, escrow.ErrNotFound) {
-			return nil, escrow.PermNone, escrow.Errorf(escrow.CodeNotFound, "secret %s not found", id)
+			return nil, nil, escrow.Errorf(escrow.CodeNotFound, "secret %s not found", id)
 		}
-		return nil, escrow.PermNone, fmtErr("read secret", err)
+		return nil, nil, fmtErr("read secret", err)
 	}
-	perm, err := s.permission(ctx, p, sec)
-	if err != nil {
-		return nil, escrow.PermNone, err
-	}
+	return p, sec, nil
+}
+
+// decide checks that p holds need on sec, given the folders above it. A
+// caller who may not even list it is told it does not exist (and the audit
+// record still says denied).
+func decide(p *escrow.Principal, sec *escrow.Secret, folders []escrow.Folder, need escrow.Permission) (escrow.Permission, error) {
+	perm := escrow.Effective(p, sec.ACL, folders)
 	if !perm.Includes(escrow.PermList) {
-		// Do not confirm that a secret exists to someone who may not see it.
-		return nil, perm, &escrow.Error{Code: escrow.CodeNotFound, Message: "secret " + id + " not found",
-			Err: escrow.ErrForbidden}
+		return perm, &escrow.Error{Code: escrow.CodeNotFound, Message: "secret " + sec.ID + " not found", Err: escrow.ErrForbidden}
 	}
 	if !perm.Includes(need) {
-		return sec, perm, escrow.Errorf(escrow.CodeForbidden, "you need %s permission on %s (you have %s)", need, sec.Path(), perm)
+		return perm, escrow.Errorf(escrow.CodeForbidden, "you need %s permission on %s (you have %s)", need, sec.Path(), perm)
 	}
-	return sec, perm, nil
+	return perm, nil
 }
 
 // fmtErr keeps escrow-coded errors as they are and marks anything else

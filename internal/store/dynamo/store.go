@@ -335,6 +335,48 @@ func (st *Store) ListVersions(ctx context.Context, id string) ([]*escrow.SecretV
 	}
 }
 
+// GetVersionAndFolders reads the version and the folders in one
+// BatchGetItem (more than 99 folders take further calls). See escrow.Store.
+func (st *Store) GetVersionAndFolders(ctx context.Context, id string, version int, paths []string) (*escrow.SecretVersion, []escrow.Folder, error) {
+	vkey := key(secretPK(id), versionKey(version))
+	keys := []item{vkey}
+	seen := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		if !seen[p] {
+			seen[p] = true
+			keys = append(keys, key(folderPK(p), metaSK))
+		}
+	}
+	var v *escrow.SecretVersion
+	var folders []escrow.Folder
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), 100)]
+		keys = keys[len(chunk):]
+		items, err := st.batchGet(ctx, chunk)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, it := range items {
+			pk, _ := it["pk"].(*types.AttributeValueMemberS)
+			if pk != nil && strings.HasPrefix(pk.Value, folderPrefix) {
+				f, err := decodeFolder(it)
+				if err != nil {
+					return nil, nil, err
+				}
+				folders = append(folders, f)
+				continue
+			}
+			if v, err = decodeVersion(it); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if v == nil {
+		return nil, nil, fmt.Errorf("get version %s/%d: %w", id, version, escrow.ErrNotFound)
+	}
+	return v, folders, nil
+}
+
 // GetFolders reads the folders in BatchGetItem calls of at most 100 keys
 // (one call for any real folder depth), retrying unprocessed keys. See
 // escrow.Store.

@@ -411,6 +411,20 @@ func (s *Store) GetSecretByPath(ctx context.Context, folder, name string) (*escr
 }
 
 // GetVersion returns one version with its ciphertext.
+// GetVersionAndFolders is GetVersion and GetFolders: both are local reads
+// here, so there is no round trip to save. See escrow.Store.
+func (s *Store) GetVersionAndFolders(ctx context.Context, id string, version int, paths []string) (*escrow.SecretVersion, []escrow.Folder, error) {
+	v, err := s.GetVersion(ctx, id, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	folders, err := s.GetFolders(ctx, paths)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, folders, nil
+}
+
 func (s *Store) GetVersion(ctx context.Context, id string, version int) (*escrow.SecretVersion, error) {
 	ctx, err := pointRead(ctx)
 	if err != nil {

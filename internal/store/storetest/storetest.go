@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 			{"KeepOldVersions", testVersions},
 			{"ExistingVersion", testExistingVersion},
 			{"UnknownSecret", testVersionsUnknown},
+			{"VersionAndFolders", testVersionAndFolders},
 		}},
 		{"Update", []test{
 			{"StaleRevision", testStaleRevision},
@@ -546,6 +547,41 @@ func testVersions(t *testing.T, b Backend) {
 			t.Errorf("ListVersions[%d] carries a ciphertext (%d bytes); it must be omitted", i, len(vs[i].Ciphertext))
 		}
 	}
+}
+
+// testVersionAndFolders: the reveal's combined read returns the exact
+// version and only the folders that exist.
+func testVersionAndFolders(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v1 := newSecret(c, "/a/b", "x")
+	create(t, b, ctx, c, s, v1)
+	s2 := next(s, c.next())
+	s2.CurrentVersion = 2
+	v2 := newVersion(s2.UpdatedAt, s.ID, 2)
+	update(t, b, ctx, c, s2, v2)
+	want := escrow.Folder{Path: "/a", ACL: []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermView}}, Revision: 1, UpdatedBy: "alice"}
+	f := want
+	if err := b.PutFolder(ctx, &f, 0, escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/a"))); err != nil {
+		t.Fatalf("PutFolder: %v", err)
+	}
+	got, folders, err := b.GetVersionAndFolders(ctx, s.ID, 1, escrow.Ancestors("/a/b"))
+	if err != nil {
+		t.Fatalf("GetVersionAndFolders: %v", err)
+	}
+	checkVersion(t, "GetVersionAndFolders version", got, v1, true)
+	if len(folders) != 1 {
+		t.Fatalf("GetVersionAndFolders returned %d folders, want only /a", len(folders))
+	}
+	checkFolder(t, "GetVersionAndFolders folder", folders[0], want)
+	got, folders, err = b.GetVersionAndFolders(ctx, s.ID, 2, nil)
+	if err != nil || len(folders) != 0 {
+		t.Fatalf("GetVersionAndFolders(no folders): %d folders, %v", len(folders), err)
+	}
+	checkVersion(t, "GetVersionAndFolders v2", got, v2, true)
+	_, _, err = b.GetVersionAndFolders(ctx, s.ID, 3, escrow.Ancestors("/a/b"))
+	wantErr(t, "GetVersionAndFolders(3)", err, escrow.ErrNotFound)
+	_, _, err = b.GetVersionAndFolders(ctx, escrow.NewID(c.next()), 1, nil)
+	wantErr(t, "GetVersionAndFolders(unknown)", err, escrow.ErrNotFound)
 }
 
 func testExistingVersion(t *testing.T, b Backend) {
