@@ -55,6 +55,10 @@ const (
 	// RetryInterval is the least time between attempts while no key set has
 	// loaded yet (the issuer was down at start).
 	RetryInterval = time.Second
+	// MaxKeyAge is how long a fetched key set is used before it is
+	// refreshed in the background (the request that notices is not
+	// delayed), so a key the issuer withdraws stops being trusted.
+	MaxKeyAge = time.Hour
 
 	fetchTimeout  = 10 * time.Second
 	maxTokenBytes = 16 << 10
@@ -72,6 +76,10 @@ type Verifier struct {
 
 	// keys is read without locking on every request.
 	keys atomic.Pointer[keySet]
+	// refreshAt (unix nanoseconds) is when the key set is next refreshed in
+	// the background; refreshing guards against two refreshes at once.
+	refreshAt  atomic.Int64
+	refreshing atomic.Bool
 
 	// verified caches principals of tokens that passed every check, so a
 	// client reusing its token costs a hash, not a signature check and a
@@ -383,6 +391,9 @@ func (s *keySet) find(kid string) *verifyKey {
 // refetch.
 func (v *Verifier) key(ctx context.Context, kid string) (*verifyKey, error) {
 	if k := v.keys.Load().find(kid); k != nil {
+		if v.clock.Now().UnixNano() >= v.refreshAt.Load() {
+			v.refreshInBackground()
+		}
 		return k, nil
 	}
 	v.mu.Lock()
@@ -415,6 +426,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (*verifyKey, error) {
 		return nil, unavailable(err)
 	}
 	v.keys.Store(fresh)
+	v.refreshAt.Store(now.Add(MaxKeyAge).UnixNano())
 	if k := fresh.find(kid); k != nil {
 		return k, nil
 	}
@@ -422,6 +434,35 @@ func (v *Verifier) key(ctx context.Context, kid string) (*verifyKey, error) {
 		return nil, unauthenticated(nil, "token has no key id")
 	}
 	return nil, unauthenticated(fmt.Errorf("kid %q", kid), "unknown signing key")
+}
+
+// refreshInBackground refetches the key set without holding up the caller.
+// A failed refresh keeps the current keys and is retried after
+// RefetchInterval; a successful one replaces them, dropping withdrawn keys.
+func (v *Verifier) refreshInBackground() {
+	if !v.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer v.refreshing.Store(false)
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		now := v.clock.Now()
+		if now.UnixNano() < v.refreshAt.Load() {
+			return // refreshed meanwhile
+		}
+		v.lastAttempt = now
+		ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+		defer cancel()
+		fresh, err := v.fetch(ctx)
+		if err != nil {
+			v.refreshAt.Store(now.Add(RefetchInterval).UnixNano())
+			return
+		}
+		v.lastErr = nil
+		v.keys.Store(fresh)
+		v.refreshAt.Store(now.Add(MaxKeyAge).UnixNano())
+	}()
 }
 
 func unavailable(err error) error {

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -606,5 +607,55 @@ func TestCachedTokenStillExpires(t *testing.T) {
 	f.clock.Advance(-2 * time.Minute)
 	if _, err := f.v.Verify(ctx, forged); !errors.Is(err, escrow.ErrUnauthenticated) {
 		t.Fatalf("forged signature accepted: %v", err)
+	}
+}
+
+// TestKeysRefreshedInBackground: after MaxKeyAge the key set is refetched
+// without delaying the request that noticed, and a key the issuer withdrew
+// is no longer trusted.
+func TestKeysRefreshedInBackground(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.v.Verify(ctx, f.key.sign(t, claims(f.is.srv.URL, f.clock.Now()))); err != nil {
+		t.Fatal(err)
+	}
+	// The issuer rotates: k1 is withdrawn, k2 published.
+	k2 := newSigner(t, "k2", jwa.EdDSA())
+	f.is.mu.Lock()
+	f.is.pub = nil
+	f.is.mu.Unlock()
+	f.is.publish(t, k2)
+
+	f.clock.Advance(auth.MaxKeyAge + time.Minute)
+	// This request still uses the cached k1 and is not held up...
+	if _, err := f.v.Verify(ctx, f.key.sign(t, claims(f.is.srv.URL, f.clock.Now()))); err != nil {
+		t.Fatalf("verify during refresh: %v", err)
+	}
+	// ...while the refresh happens in the background.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.is.jwksHits.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no background refresh after MaxKeyAge")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for i := 0; ; i++ {
+		c := claims(f.is.srv.URL, f.clock.Now())
+		c["jti"] = fmt.Sprint(i) // a new token each time: never a cache hit
+		_, err := f.v.Verify(ctx, f.key.sign(t, c))
+		if errors.Is(err, escrow.ErrUnauthenticated) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("withdrawn key still trusted after refresh: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := f.v.Verify(ctx, k2.sign(t, claims(f.is.srv.URL, f.clock.Now()))); err != nil {
+		t.Fatalf("new key after refresh: %v", err)
+	}
+	if n := f.is.jwksHits.Load(); n != 2 {
+		t.Fatalf("%d JWKS fetches, want 2", n)
 	}
 }

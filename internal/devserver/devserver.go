@@ -118,7 +118,8 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	dev.HandleFunc("POST /dev/token", s.handleToken)
 	dev.HandleFunc("GET /dev/users", s.handleUsers)
 	h := httpapi.New(httpapi.Config{Secrets: svc, Auth: verifier, Logger: cfg.Logger, Dev: dev})
-	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 
 	var seeded []seededSecret
