@@ -83,10 +83,12 @@ func ValidateACL(acl []ACE) error {
 // Folder is a node in the folder tree. Its ACL is inherited by every secret
 // and folder below it.
 type Folder struct {
-	Path      string `json:"path"`
-	ACL       []ACE  `json:"acl"`
-	Revision  int64  `json:"revision"`
-	UpdatedBy string `json:"updatedBy,omitempty"`
+	Path string `json:"path"`
+	ACL  []ACE  `json:"acl"`
+	// Policy, if set, governs every secret below that has no nearer one.
+	Policy    *Policy `json:"policy,omitempty"`
+	Revision  int64   `json:"revision"`
+	UpdatedBy string  `json:"updatedBy,omitempty"`
 }
 
 // CleanFolder validates and normalises a folder path: absolute, no empty or

@@ -35,14 +35,16 @@ const (
 
 // Secret is a secret's metadata. Its value lives, encrypted, in versions.
 type Secret struct {
-	ID             string            `json:"id"`
-	Name           string            `json:"name"`
-	Folder         string            `json:"folder"`
-	Type           SecretType        `json:"type"`
-	Description    string            `json:"description,omitempty"`
-	Tags           map[string]string `json:"tags,omitempty"`
-	ACL            []ACE             `json:"acl"`
-	CurrentVersion int               `json:"currentVersion"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Folder      string            `json:"folder"`
+	Type        SecretType        `json:"type"`
+	Description string            `json:"description,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	ACL         []ACE             `json:"acl"`
+	// Policy, if set, is the secret's own policy (else its folders' apply).
+	Policy         *Policy `json:"policy,omitempty"`
+	CurrentVersion int     `json:"currentVersion"`
 	// Revision increases by one on every write; updates are conditional on it.
 	Revision  int64      `json:"revision"`
 	CreatedAt time.Time  `json:"createdAt"`
@@ -148,6 +150,9 @@ func (s *Secret) ValidateMeta() error {
 		if k == "" || len(k) > 64 || len(v) > 256 {
 			return Errorf(CodeInvalid, "tag keys must be 1 to 64 characters and values at most 256")
 		}
+	}
+	if err := s.Policy.Validate(); err != nil {
+		return err
 	}
 	return ValidateACL(s.ACL)
 }

@@ -1,6 +1,7 @@
 package dynamo
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -248,6 +249,33 @@ func (d *decoder) acl(name string) []escrow.ACE {
 
 // secretItem is the META item of a secret, with the attributes of the
 // byFolder and byPath indexes.
+// putPolicy stores a policy as its JSON text: it is read whole, never
+// queried, and JSON keeps it in step with the API's form.
+func putPolicy(it item, name string, p *escrow.Policy) {
+	if p == nil {
+		return
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic("escrow: a policy does not marshal: " + err.Error()) // plain strings, numbers and slices: cannot happen
+	}
+	it[name] = s(string(b))
+}
+
+// policy reads a policy stored by putPolicy (nil if absent).
+func (d *decoder) policy(name string) *escrow.Policy {
+	raw := d.str(name)
+	if raw == "" || d.err != nil {
+		return nil
+	}
+	var p escrow.Policy
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		d.fail(name, "a JSON policy")
+		return nil
+	}
+	return &p
+}
+
 func secretItem(sec *escrow.Secret) item {
 	it := item{
 		"pk":             s(secretPK(sec.ID)),
@@ -270,6 +298,7 @@ func secretItem(sec *escrow.Secret) item {
 	putS(it, "updatedBy", sec.UpdatedBy)
 	putMap(it, "tags", sec.Tags)
 	putACL(it, "acl", sec.ACL)
+	putPolicy(it, "policy", sec.Policy)
 	if sec.DeletedAt != nil {
 		it["deletedAt"] = tm(*sec.DeletedAt)
 	}
@@ -297,6 +326,7 @@ func decodeSecret(it item) (*escrow.Secret, error) {
 		t := d.time("deletedAt")
 		sec.DeletedAt = &t
 	}
+	sec.Policy = d.policy("policy")
 	if d.err != nil {
 		return nil, fmt.Errorf("decode secret: %w", d.err)
 	}
@@ -344,6 +374,7 @@ func folderItem(f *escrow.Folder) item {
 	}
 	putS(it, "updatedBy", f.UpdatedBy)
 	putACL(it, "acl", f.ACL)
+	putPolicy(it, "policy", f.Policy)
 	return it
 }
 
@@ -354,6 +385,7 @@ func decodeFolder(it item) (escrow.Folder, error) {
 		ACL:       d.acl("acl"),
 		Revision:  d.num("revision"),
 		UpdatedBy: d.str("updatedBy"),
+		Policy:    d.policy("policy"),
 	}
 	if d.err != nil {
 		return escrow.Folder{}, fmt.Errorf("decode folder: %w", d.err)

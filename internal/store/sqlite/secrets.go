@@ -19,7 +19,7 @@ import (
 const maxIn = 16
 
 const secretCols = `id, folder, name, type, description, tags, acl, current_version, revision,
-	created_at, created_by, updated_at, updated_by, deleted_at`
+	created_at, created_by, updated_at, updated_by, deleted_at, policy`
 
 func (s *Store) prepareReads(ctx context.Context) error {
 	for _, p := range []struct {
@@ -43,7 +43,7 @@ func (s *Store) prepareReads(ctx context.Context) error {
 		}
 		*p.dst = st
 	}
-	if err := s.getFolders.prepare(ctx, s.rdb, "SELECT path, acl, revision, updated_by FROM folders WHERE path = ?"); err != nil {
+	if err := s.getFolders.prepare(ctx, s.rdb, "SELECT path, acl, revision, updated_by, policy FROM folders WHERE path = ?"); err != nil {
 		return err
 	}
 	if err := s.listGrants.prepare(ctx, s.rdb, "SELECT principal, target, permission FROM acl WHERE principal = ?"); err != nil {
@@ -158,12 +158,12 @@ func scanSecret(r scanner) (*escrow.Secret, error) {
 	var (
 		sec              escrow.Secret
 		typ              string
-		tags, acl        sql.NullString
+		tags, acl, pol   sql.NullString
 		created, updated int64
 		deleted          sql.NullInt64
 	)
 	if err := r.Scan(&sec.ID, &sec.Folder, &sec.Name, &typ, &sec.Description, &tags, &acl,
-		&sec.CurrentVersion, &sec.Revision, &created, &sec.CreatedBy, &updated, &sec.UpdatedBy, &deleted); err != nil {
+		&sec.CurrentVersion, &sec.Revision, &created, &sec.CreatedBy, &updated, &sec.UpdatedBy, &deleted, &pol); err != nil {
 		return nil, err
 	}
 	sec.Type = escrow.SecretType(typ)
@@ -181,7 +181,34 @@ func scanSecret(r scanner) (*escrow.Secret, error) {
 	if sec.ACL, err = decodeACL(acl); err != nil {
 		return nil, err
 	}
+	if sec.Policy, err = decodePolicy(pol); err != nil {
+		return nil, err
+	}
 	return &sec, nil
+}
+
+// decodePolicy reads a policy column (NULL if none).
+func decodePolicy(raw sql.NullString) (*escrow.Policy, error) {
+	if !raw.Valid {
+		return nil, nil
+	}
+	var p escrow.Policy
+	if err := json.Unmarshal([]byte(raw.String), &p); err != nil {
+		return nil, fmt.Errorf("decode policy: %w", err)
+	}
+	return &p, nil
+}
+
+// policyArg encodes a policy column.
+func policyArg(p *escrow.Policy) (any, error) {
+	if p == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode policy: %w", err)
+	}
+	return string(b), nil
 }
 
 // secretArgs returns the column values of sec in the order of secretCols
@@ -199,9 +226,13 @@ func secretArgs(sec *escrow.Secret) ([]any, error) {
 	if sec.DeletedAt != nil {
 		deleted = fromTime(*sec.DeletedAt)
 	}
+	pol, err := policyArg(sec.Policy)
+	if err != nil {
+		return nil, err
+	}
 	return []any{sec.Path(), sec.Folder, sec.Name, string(sec.Type), sec.Description, tags, acl,
 		sec.CurrentVersion, sec.Revision, fromTime(sec.CreatedAt), sec.CreatedBy,
-		fromTime(sec.UpdatedAt), sec.UpdatedBy, deleted}, nil
+		fromTime(sec.UpdatedAt), sec.UpdatedBy, deleted, pol}, nil
 }
 
 // --- writes ---
@@ -312,6 +343,10 @@ func (s *Store) PutFolder(ctx context.Context, f *escrow.Folder, prevRevision in
 	if err != nil {
 		return fmt.Errorf("encode acl: %w", err)
 	}
+	pol, err := policyArg(f.Policy)
+	if err != nil {
+		return err
+	}
 	a, err := encodeAudit(rec)
 	if err != nil {
 		return err
@@ -319,11 +354,11 @@ func (s *Store) PutFolder(ctx context.Context, f *escrow.Folder, prevRevision in
 	target := escrow.FolderTarget(f.Path)
 	return s.w.do(ctx, true, func(w *writer) error {
 		if prevRevision == 0 {
-			if _, err := w.st.insFolder.ExecContext(w.ctx, f.Path, acl, f.Revision, f.UpdatedBy); err != nil {
+			if _, err := w.st.insFolder.ExecContext(w.ctx, f.Path, acl, f.Revision, f.UpdatedBy, pol); err != nil {
 				return mapWriteErr("insert folder", err)
 			}
 		} else {
-			res, err := w.st.updFolder.ExecContext(w.ctx, acl, f.Revision, f.UpdatedBy, f.Path, prevRevision)
+			res, err := w.st.updFolder.ExecContext(w.ctx, acl, f.Revision, f.UpdatedBy, pol, f.Path, prevRevision)
 			if err != nil {
 				return mapWriteErr("update folder", err)
 			}
@@ -550,14 +585,17 @@ func (s *Store) GetFolders(ctx context.Context, paths []string) ([]escrow.Folder
 	out := make([]escrow.Folder, 0, len(paths))
 	err = s.getFolders.query(ctx, paths, func(r *sql.Rows) error {
 		var (
-			f   escrow.Folder
-			acl sql.NullString
-			err error
+			f        escrow.Folder
+			acl, pol sql.NullString
+			err      error
 		)
-		if err := r.Scan(&f.Path, &acl, &f.Revision, &f.UpdatedBy); err != nil {
+		if err := r.Scan(&f.Path, &acl, &f.Revision, &f.UpdatedBy, &pol); err != nil {
 			return err
 		}
 		if f.ACL, err = decodeACL(acl); err != nil {
+			return err
+		}
+		if f.Policy, err = decodePolicy(pol); err != nil {
 			return err
 		}
 		out = append(out, f)

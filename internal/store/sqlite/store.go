@@ -236,6 +236,10 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit
 WHEN EXISTS (SELECT 1 FROM audit WHERE id = NEW.id)
 BEGIN SELECT RAISE(ABORT, 'audit record exists'); END;
+`, `
+-- 2: policies (JSON) on secrets and folders.
+ALTER TABLE secrets ADD COLUMN policy TEXT;
+ALTER TABLE folders ADD COLUMN policy TEXT;
 `}
 
 // migrate applies the migrations the database lacks, each in its own

@@ -78,17 +78,17 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.release, "RELEASE op"},
 		{&w.st.rollbackTo, "ROLLBACK TO op"},
 		{&w.st.insSecret, `INSERT INTO secrets (id, path, folder, name, type, description, tags, acl,
-			current_version, revision, created_at, created_by, updated_at, updated_by, deleted_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			current_version, revision, created_at, created_by, updated_at, updated_by, deleted_at, policy)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.updSecret, `UPDATE secrets SET path = ?, folder = ?, name = ?, type = ?, description = ?,
 			tags = ?, acl = ?, current_version = ?, revision = ?, created_at = ?, created_by = ?,
-			updated_at = ?, updated_by = ?, deleted_at = ?
+			updated_at = ?, updated_by = ?, deleted_at = ?, policy = ?
 			WHERE id = ? AND revision = ?`},
 		{&w.st.existsSecret, "SELECT 1 FROM secrets WHERE id = ?"},
 		{&w.st.insVersion, `INSERT INTO versions (secret_id, version, created_at, created_by, key_id, wrapped_key, ciphertext)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&w.st.insFolder, "INSERT INTO folders (path, acl, revision, updated_by) VALUES (?, ?, ?, ?)"},
-		{&w.st.updFolder, "UPDATE folders SET acl = ?, revision = ?, updated_by = ? WHERE path = ? AND revision = ?"},
+		{&w.st.insFolder, "INSERT INTO folders (path, acl, revision, updated_by, policy) VALUES (?, ?, ?, ?, ?)"},
+		{&w.st.updFolder, "UPDATE folders SET acl = ?, revision = ?, updated_by = ?, policy = ? WHERE path = ? AND revision = ?"},
 		{&w.st.delACL, "DELETE FROM acl WHERE target = ?"},
 		{&w.st.insACL, "INSERT INTO acl (principal, target, permission) VALUES (?, ?, ?)"},
 		{&w.st.insAudit, "INSERT INTO audit (id, actor, action, secret_id, record) VALUES (?, ?, ?, ?, ?)"},

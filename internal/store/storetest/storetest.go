@@ -11,6 +11,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -268,6 +269,9 @@ func diffSecret(got, want *escrow.Secret) string {
 	if !slices.Equal(got.ACL, want.ACL) {
 		add("ACL", got.ACL, want.ACL)
 	}
+	if !samePolicy(got.Policy, want.Policy) {
+		add("Policy", policyJSON(got.Policy), policyJSON(want.Policy))
+	}
 	if got.CurrentVersion != want.CurrentVersion {
 		add("CurrentVersion", got.CurrentVersion, want.CurrentVersion)
 	}
@@ -375,6 +379,7 @@ func testCreateAndGet(t *testing.T, b Backend) {
 		escrow.ACE{Principal: "group:dba", Permission: escrow.PermView})
 	s.Description = "main Postgres, \"quoted\" and ünïcode"
 	s.Tags["note"] = `a "quoted" \ back<slash> & ünïcode`
+	s.Policy = testPolicy()
 	create(t, b, ctx, c, s, v)
 	checkSecret(t, "GetSecret", mustGet(t, b, ctx, s.ID), s)
 
@@ -1067,9 +1072,36 @@ func testListBadCursor(t *testing.T, b Backend) {
 
 // --- folders ---
 
+// samePolicy compares policies by their JSON form (nil and nil are equal).
+func samePolicy(a, b *escrow.Policy) bool { return policyJSON(a) == policyJSON(b) }
+
+func policyJSON(p *escrow.Policy) string {
+	if p == nil {
+		return "null"
+	}
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// testPolicy is a policy that uses every field.
+func testPolicy() *escrow.Policy {
+	return &escrow.Policy{
+		Approval: &escrow.ApprovalRule{
+			For:            []escrow.AccessKind{escrow.AccessView, escrow.AccessCheckout},
+			Steps:          []escrow.ApprovalStep{{Name: "leads", Approvers: []string{"group:leads", "user:bob"}, Quorum: 2}},
+			PendingTimeout: escrow.Duration(time.Hour), MaxDuration: escrow.Duration(4 * time.Hour),
+			AllowFutureStart: true, ClockStarts: escrow.ClockAtStart,
+		},
+		Comment: escrow.CommentRule{Mode: escrow.CommentRequired, Prompt: "Change number", MinLength: 10,
+			Pattern: `^CHG[0-9]{7}$`, PatternMessage: "Enter the change number", OnReveal: true},
+		Notice: "# Be careful\nProduction access is logged.",
+	}
+}
+
 func checkFolder(t *testing.T, what string, got, want escrow.Folder) {
 	t.Helper()
-	if got.Path != want.Path || got.Revision != want.Revision || got.UpdatedBy != want.UpdatedBy || !slices.Equal(got.ACL, want.ACL) {
+	if got.Path != want.Path || got.Revision != want.Revision || got.UpdatedBy != want.UpdatedBy || !slices.Equal(got.ACL, want.ACL) ||
+		!samePolicy(got.Policy, want.Policy) {
 		t.Errorf("%s = %+v, want %+v", what, got, want)
 	}
 }
@@ -1092,7 +1124,8 @@ func testFolders(t *testing.T, b Backend) {
 		return escrow.NewAuditRecord(ctx, c.next(), escrow.ActionFolderACL, escrow.FolderTarget("/prod"))
 	}
 	f1 := escrow.Folder{Path: "/prod", Revision: 1, UpdatedBy: "alice",
-		ACL: []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermEdit}, {Principal: "user:bob", Permission: escrow.PermList}}}
+		ACL:    []escrow.ACE{{Principal: "group:dba", Permission: escrow.PermEdit}, {Principal: "user:bob", Permission: escrow.PermList}},
+		Policy: testPolicy()}
 	if err := b.PutFolder(ctx, &f1, 0, frec()); err != nil {
 		t.Fatalf("PutFolder(create): %v", err)
 	}
