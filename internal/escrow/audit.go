@@ -29,6 +29,8 @@ const (
 	ActionFolderGet      = "folder.get"
 	ActionFolderACL      = "folder.acl"
 	ActionAuditQuery     = "audit.query"
+	ActionPolicyGet      = "policy.get"
+	ActionPolicySet      = "policy.set"
 	ActionAuthFailed     = "auth.failed"
 )
 

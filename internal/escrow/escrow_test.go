@@ -1,6 +1,7 @@
 package escrow
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -168,5 +169,56 @@ func TestNewIDMonotonicWithinMillisecond(t *testing.T) {
 			t.Fatalf("time prefix changed within a millisecond: %q vs %q", id, prev)
 		}
 		prev = id
+	}
+}
+
+func TestPolicyJSONAndNearest(t *testing.T) {
+	var p Policy
+	in := `{"approval":{"for":["view"],"steps":[{"approvers":["group:dba"],"quorum":2}],"pendingTimeout":"30m","maxDuration":"2h","clockStarts":"approval"},"comment":{"mode":"required","pattern":"^CHG[0-9]{7}$"}}`
+	if err := json.Unmarshal([]byte(in), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Approval.PendingTimeout.D() != 30*time.Minute || p.Approval.MaxDuration.D() != 2*time.Hour || p.Validate() != nil {
+		t.Fatalf("decoded %+v", p.Approval)
+	}
+	out, _ := json.Marshal(p)
+	if !strings.Contains(string(out), `"pendingTimeout":"30m0s"`) {
+		t.Fatalf("encoded %s", out)
+	}
+	if err := json.Unmarshal([]byte(`{"approval":{"pendingTimeout":30}}`), &p); err == nil {
+		t.Fatal("a number accepted as a duration")
+	}
+	a, b := &Policy{Notice: "a"}, &Policy{Notice: "b"}
+	folders := []Folder{{Path: "/", Policy: a}, {Path: "/x/y", Policy: b}, {Path: "/x"}}
+	if got, from, _ := EffectivePolicy(nil, "/x/y/z", folders); got != b || from != "folder:/x/y" {
+		t.Fatalf("nearest folder: %v %q", got, from)
+	}
+	if got, from, _ := EffectivePolicy(nil, "/x", folders); got != a || from != "folder:/" {
+		t.Fatalf("root folder: %v %q", got, from)
+	}
+	own := &Policy{}
+	if got, from, _ := EffectivePolicy(own, "/x/y/z", folders); got != own || from != "secret" {
+		t.Fatalf("own policy: %v %q", got, from)
+	}
+	if _, _, ok := EffectivePolicy(nil, "/q", nil); ok {
+		t.Fatal("a policy from nowhere")
+	}
+}
+
+func TestCommentRule(t *testing.T) {
+	r := CommentRule{Mode: CommentRequired, MinLength: 5, Pattern: `^INC[0-9]+$`, PatternMessage: "incident please"}
+	for c, ok := range map[string]bool{"INC12345": true, "INC1": false, "": false, "inc12345": false, "INC12345\n": true} {
+		if err := r.Check(c); (err == nil) != ok {
+			t.Errorf("Check(%q) = %v", c, err)
+		}
+	}
+	if err := r.Check("INC1x"); ErrorMessage(err) != "incident please" {
+		t.Fatalf("message %q", ErrorMessage(err))
+	}
+	if (CommentRule{Mode: CommentOptional, MinLength: 3}).Check("") != nil || (CommentRule{Mode: CommentOptional, MinLength: 3}).Check("ab") == nil {
+		t.Fatal("optional comments: empty is fine, a short one is not")
+	}
+	if (CommentRule{}).Check(strings.Repeat("x", MaxCommentLength+1)) == nil {
+		t.Fatal("an over-long comment accepted")
 	}
 }

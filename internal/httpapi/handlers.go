@@ -143,6 +143,76 @@ func (a *api) revealSecret(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+type revealRequest struct {
+	Version int    `json:"version"`
+	Comment string `json:"comment"`
+}
+
+// revealSecretWith is the reveal with a body: for a comment (which the
+// policy may require), kept out of URLs and the logs that record them.
+func (a *api) revealSecretWith(w http.ResponseWriter, r *http.Request) error {
+	var req revealRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Version < 0 {
+		return escrow.Errorf(escrow.CodeInvalid, "version must be a non-negative integer")
+	}
+	rv, err := a.svc.RevealWith(r.Context(), r.PathValue("id"), secrets.RevealOptions(req))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rv)
+	return nil
+}
+
+func (a *api) getPolicy(w http.ResponseWriter, r *http.Request) error {
+	v, err := a.svc.GetPolicy(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+type policyRequest struct {
+	Path     string         `json:"path"` // folders only
+	Policy   *escrow.Policy `json:"policy"`
+	Revision *int64         `json:"revision"`
+}
+
+func (a *api) setSecretPolicy(w http.ResponseWriter, r *http.Request) error {
+	var req policyRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Path != "" {
+		return escrow.Errorf(escrow.CodeInvalid, "path is for folder policies (PUT /v1/folders/policy)")
+	}
+	sec, err := a.svc.SetSecretPolicy(r.Context(), r.PathValue("id"), req.Policy, req.Revision)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, toJSON(sec))
+	return nil
+}
+
+func (a *api) setFolderPolicy(w http.ResponseWriter, r *http.Request) error {
+	var req policyRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Path == "" {
+		return escrow.Errorf(escrow.CodeInvalid, "path is required")
+	}
+	f, err := a.svc.SetFolderPolicy(r.Context(), req.Path, req.Policy, req.Revision)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, f)
+	return nil
+}
+
 func (a *api) listVersions(w http.ResponseWriter, r *http.Request) error {
 	vs, err := a.svc.Versions(r.Context(), r.PathValue("id"))
 	if err != nil {

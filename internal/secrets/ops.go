@@ -130,6 +130,15 @@ func (s *Service) update(ctx context.Context, id string, in UpdateInput, rec *es
 	if in.Revision != nil && *in.Revision != old.Revision {
 		return nil, escrow.Errorf(escrow.CodeConflict, "secret %s changed since revision %d (now %d)", old.Path(), *in.Revision, old.Revision)
 	}
+	folders, err := s.store.GetFolders(ctx, escrow.Ancestors(old.Folder))
+	if err != nil {
+		return nil, fmtErr("read folders", err)
+	}
+	if pol, from, ok := escrow.EffectivePolicy(old.Policy, old.Folder, folders); ok {
+		if err := checkPolicy(pol, from, escrow.AccessEdit, ""); err != nil {
+			return nil, err
+		}
+	}
 	p := escrow.PrincipalFrom(ctx)
 	sec := *old
 	if in.Name != nil {
@@ -235,12 +244,26 @@ type Revealed struct {
 	Value    escrow.SecretValue `json:"value"`
 }
 
-// Reveal decrypts a version (0 = current) of a secret; the caller needs
-// view. The audit record is durable before the value is returned.
+// RevealOptions qualify a reveal.
+type RevealOptions struct {
+	Version int    // 0 = current
+	Comment string // the reason; the policy may require one (Require Comment)
+}
+
+// Reveal decrypts a version (0 = current) of a secret; see RevealWith.
 func (s *Service) Reveal(ctx context.Context, id string, version int) (*Revealed, error) {
+	return s.RevealWith(ctx, id, RevealOptions{Version: version})
+}
+
+// RevealWith decrypts a version of a secret. The caller needs view; the
+// secret's policy may add conditions (a comment that matches its rule; an
+// approved grant). The audit record, with the comment, is durable before
+// the value is returned.
+func (s *Service) RevealWith(ctx context.Context, id string, opts RevealOptions) (*Revealed, error) {
 	rec := s.record(ctx, escrow.ActionSecretReveal, escrow.SecretTarget(id))
 	rec.SecretID = id
-	r, err := s.reveal(ctx, id, version, rec)
+	rec.Comment = strings.TrimSpace(opts.Comment)
+	r, err := s.reveal(ctx, id, opts, rec)
 	if err != nil {
 		return nil, s.fail(ctx, rec, err)
 	}
@@ -252,7 +275,8 @@ func (s *Service) Reveal(ctx context.Context, id string, version int) (*Revealed
 
 // reveal makes two reads, the secret and then its version with the folder
 // chain (one round trip on DynamoDB), and decides before it decrypts.
-func (s *Service) reveal(ctx context.Context, id string, version int, rec *escrow.AuditRecord) (*Revealed, error) {
+func (s *Service) reveal(ctx context.Context, id string, opts RevealOptions, rec *escrow.AuditRecord) (*Revealed, error) {
+	version := opts.Version
 	p, sec, err := s.getSecret(ctx, id)
 	if err != nil {
 		return nil, err
@@ -278,6 +302,11 @@ func (s *Service) reveal(ctx context.Context, id string, version int, rec *escro
 	}
 	if sec.Deleted() {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", sec.Path())
+	}
+	if pol, from, ok := escrow.EffectivePolicy(sec.Policy, sec.Folder, folders); ok {
+		if err := checkPolicy(pol, from, escrow.AccessView, opts.Comment); err != nil {
+			return nil, err
+		}
 	}
 	if !inRange {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s has no version %d (current is %d)", sec.Path(), version, sec.CurrentVersion)
@@ -411,6 +440,18 @@ func (s *Service) SetFolderACL(ctx context.Context, path string, acl []escrow.AC
 }
 
 func (s *Service) setFolderACL(ctx context.Context, path string, acl []escrow.ACE, revision *int64, rec *escrow.AuditRecord) (*escrow.Folder, error) {
+	if err := escrow.ValidateACL(acl); err != nil {
+		return nil, err
+	}
+	return s.putFolder(ctx, path, revision, rec, func(f *escrow.Folder) {
+		f.ACL = slices.Clone(acl)
+		rec.Details = map[string]string{"acl": aclString(acl)}
+	})
+}
+
+// putFolder changes one folder (creating it if it was never set) where the
+// caller holds owner on it, through it or an ancestor, or is admin.
+func (s *Service) putFolder(ctx context.Context, path string, revision *int64, rec *escrow.AuditRecord, change func(*escrow.Folder)) (*escrow.Folder, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
@@ -420,29 +461,28 @@ func (s *Service) setFolderACL(ctx context.Context, path string, acl []escrow.AC
 		return nil, err
 	}
 	rec.Target = escrow.FolderTarget(clean)
-	if err := escrow.ValidateACL(acl); err != nil {
-		return nil, err
-	}
 	perm, err := s.folderPermission(ctx, p, clean)
 	if err != nil {
 		return nil, err
 	}
 	if !perm.Includes(escrow.PermOwner) {
-		return nil, escrow.Errorf(escrow.CodeForbidden, "you need owner permission on folder %s to change its acl", clean)
+		return nil, escrow.Errorf(escrow.CodeForbidden, "you need owner permission on folder %s to change it", clean)
 	}
 	fs, err := s.store.GetFolders(ctx, []string{clean})
 	if err != nil {
 		return nil, fmtErr("read folder", err)
 	}
-	var prev int64
+	f := &escrow.Folder{Path: clean, ACL: []escrow.ACE{}}
 	if len(fs) == 1 {
-		prev = fs[0].Revision
+		f = &fs[0]
 	}
+	prev := f.Revision
 	if revision != nil && *revision != prev {
 		return nil, escrow.Errorf(escrow.CodeConflict, "folder %s changed since revision %d (now %d)", clean, *revision, prev)
 	}
-	f := &escrow.Folder{Path: clean, ACL: slices.Clone(acl), Revision: prev + 1, UpdatedBy: p.Subject}
-	rec.Details = map[string]string{"acl": aclString(acl), "revision": itoa64(f.Revision)}
+	change(f)
+	f.Revision, f.UpdatedBy = prev+1, p.Subject
+	rec.Details["revision"] = itoa64(f.Revision)
 	if err := s.store.PutFolder(ctx, f, prev, rec); err != nil {
 		if errors.Is(err, escrow.ErrConflict) {
 			return nil, escrow.Errorf(escrow.CodeConflict, "folder %s was changed concurrently; read it again and retry", clean)
