@@ -139,6 +139,7 @@ Environment:
 		a.whoamiCmd(),
 		a.secretCmd(),
 		a.folderCmd(),
+		a.policyCmd(),
 		a.auditCmd(),
 	)
 	return root

@@ -458,20 +458,26 @@ func (a *app) secretRevealCmd() *cobra.Command {
 	var (
 		field   string
 		version int
+		comment string
 	)
 	cmd := &cobra.Command{
-		Use:   "reveal SECRET [--field NAME] [--version N]",
+		Use:   "reveal SECRET [--field NAME] [--version N] [--comment TEXT]",
 		Short: "Print a secret's value (audited)",
 		Long: `Print a secret's value: every field, or with --field NAME just that field,
 raw, for scripts. Raw output ends with a newline only when it goes to a
 terminal, so $(...) and redirections get the exact value.
 
 Every reveal is recorded in the audit trail, whether it is allowed or not.
-Needs view permission. --version N reveals an earlier version.`,
+Needs view permission. --version N reveals an earlier version.
+
+The secret's policy may require a comment on every reveal, such as a change
+number that matches a pattern ('escrow policy get SECRET' shows the rule);
+give it with --comment. It is stored in the reveal's audit record.`,
 		Example: `  escrow secret reveal /prod/db/admin
   PGPASSWORD=$(escrow secret reveal /prod/db/admin --field password) psql -h db1 -U admin
   escrow secret reveal /prod/ssh/deploy --field private_key > id_deploy
-  escrow secret reveal /prod/db/admin --version 1 -o json`,
+  escrow secret reveal /prod/db/admin --version 1 -o json
+  escrow secret reveal /prod/db/admin --comment CHG0012345`,
 		Args: secretArgs(1, "one SECRET (id or /path)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if version < 0 {
@@ -485,7 +491,12 @@ Needs view permission. --version N reveals an earlier version.`,
 			if err != nil {
 				return err
 			}
-			v, err := c.RevealSecret(cmd.Context(), id, version)
+			var v *client.RevealedValue
+			if comment != "" {
+				v, err = c.RevealSecretWith(cmd.Context(), id, version, comment)
+			} else {
+				v, err = c.RevealSecret(cmd.Context(), id, version)
+			}
 			if err != nil {
 				return err
 			}
@@ -509,6 +520,7 @@ Needs view permission. --version N reveals an earlier version.`,
 	}
 	cmd.Flags().StringVarP(&field, "field", "f", "", "print only this field, raw")
 	cmd.Flags().IntVar(&version, "version", 0, "reveal this version (default: current)")
+	cmd.Flags().StringVarP(&comment, "comment", "m", "", "the reason, stored in the audit record (the policy may require one)")
 	return cmd
 }
 

@@ -309,6 +309,54 @@ func (c *Client) RevealSecret(ctx context.Context, id string, version int) (*Rev
 	return &out, nil
 }
 
+// RevealSecretWith reveals with a comment (which the secret's policy may
+// require); the comment travels in the body, not the URL.
+func (c *Client) RevealSecretWith(ctx context.Context, id string, version int, comment string) (*RevealedValue, error) {
+	var out RevealedValue
+	in := map[string]any{"version": version, "comment": comment}
+	if err := c.do(ctx, http.MethodPost, "/v1/secrets/"+url.PathEscape(id)+"/value", nil, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PolicyView is a secret's effective policy and where it comes from.
+type PolicyView struct {
+	SecretID string         `json:"secretId"`
+	Path     string         `json:"path"`
+	Policy   *escrow.Policy `json:"policy"`
+	From     string         `json:"from,omitempty"`
+	Own      *escrow.Policy `json:"own,omitempty"`
+	Revision int64          `json:"revision"`
+}
+
+// GetPolicy returns the policy that governs a secret.
+func (c *Client) GetPolicy(ctx context.Context, id string) (*PolicyView, error) {
+	var out PolicyView
+	if err := c.do(ctx, http.MethodGet, "/v1/secrets/"+url.PathEscape(id)+"/policy", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetSecretPolicy sets (nil removes) a secret's own policy.
+func (c *Client) SetSecretPolicy(ctx context.Context, id string, p *escrow.Policy) (*Secret, error) {
+	var out Secret
+	if err := c.do(ctx, http.MethodPut, "/v1/secrets/"+url.PathEscape(id)+"/policy", nil, map[string]any{"policy": p}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetFolderPolicy sets (nil removes) a folder's policy.
+func (c *Client) SetFolderPolicy(ctx context.Context, path string, p *escrow.Policy) (*escrow.Folder, error) {
+	var out escrow.Folder
+	if err := c.do(ctx, http.MethodPut, "/v1/folders/policy", nil, map[string]any{"path": path, "policy": p}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ListVersions returns a secret's versions, without values.
 func (c *Client) ListVersions(ctx context.Context, id string) ([]Version, error) {
 	var out struct {

@@ -239,8 +239,8 @@ func requestWindow(rule *ApprovalRule, start, end time.Time, d time.Duration, no
 			return zero, zero, Errorf(CodeInvalid, "end %s must be after start %s", stamp(end), stamp(start))
 		}
 	}
-	if max := rule.MaxDuration.D(); end.Sub(start) > max {
-		return zero, zero, Errorf(CodeInvalid, "the window is %s; this policy allows at most %s", human(end.Sub(start)), human(max))
+	if limit := rule.MaxDuration.D(); end.Sub(start) > limit {
+		return zero, zero, Errorf(CodeInvalid, "the window is %s; this policy allows at most %s", human(end.Sub(start)), human(limit))
 	}
 	return start, end, nil
 }
