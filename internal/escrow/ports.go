@@ -1,6 +1,9 @@
 package escrow
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store holds secrets, their versions and folders. Every write takes the
 // audit record of the action and commits it atomically with the change (in
@@ -65,6 +68,81 @@ type Store interface {
 	// one of principals ("user:x", "group:y"), by index. Entries on
 	// soft-deleted secrets are included; callers filter.
 	ListACLGrants(ctx context.Context, principals []string) ([]ACLGrant, error)
+}
+
+// RequestStore holds access requests and grants. Like Store, every write
+// commits its audit record atomically with the change; rec must not be nil.
+//
+// Implementations: store/sqlite and store/dynamo; both pass
+// store/storetest.
+type RequestStore interface {
+	// CreateRequest stores a new request (Revision 1). Returns ErrConflict
+	// if the ID exists.
+	CreateRequest(ctx context.Context, r *Request, rec *AuditRecord) error
+
+	// UpdateRequest replaces r where the stored revision equals
+	// prevRevision (r.Revision must be prevRevision+1) and, if g is not
+	// nil, creates grant g (Revision 1) in the same transaction. Returns
+	// ErrNotFound if r.ID does not exist and ErrConflict if the revision
+	// moved on or the grant exists.
+	UpdateRequest(ctx context.Context, r *Request, prevRevision int64, g *Grant, rec *AuditRecord) error
+
+	// GetRequest returns one request. Returns ErrNotFound.
+	GetRequest(ctx context.Context, id string) (*Request, error)
+
+	// ListRequests returns requests matching q, newest first, by index.
+	// Returns ErrInvalid for a malformed cursor.
+	ListRequests(ctx context.Context, q RequestQuery) (RequestPage, error)
+
+	// UpdateGrant replaces g where the stored revision equals
+	// prevRevision (g.Revision must be prevRevision+1). Returns ErrNotFound
+	// and ErrConflict as UpdateRequest.
+	UpdateGrant(ctx context.Context, g *Grant, prevRevision int64, rec *AuditRecord) error
+
+	// GetGrant returns one grant. Returns ErrNotFound.
+	GetGrant(ctx context.Context, id string) (*Grant, error)
+
+	// GrantsFor returns every grant of subject on secretID that has not
+	// ended before since (by End), in one indexed read: the check on the
+	// reveal path of a secret under approval.
+	GrantsFor(ctx context.Context, secretID, subject string, since time.Time) ([]*Grant, error)
+
+	// ListGrants returns grants matching q, newest first, by index.
+	ListGrants(ctx context.Context, q GrantQuery) (GrantPage, error)
+}
+
+// RequestQuery selects requests. Exactly one of Requester, SecretID or
+// Status is used as the index (in that order of preference); the others
+// filter.
+type RequestQuery struct {
+	Requester string // subject
+	SecretID  string
+	Status    RequestStatus // e.g. pending, for "pending for me"
+	Cursor    string
+	Limit     int // default 100, capped at 1000
+}
+
+// RequestPage is one page of requests; Next is "" on the last page.
+type RequestPage struct {
+	Requests []*Request
+	Next     string
+}
+
+// GrantQuery selects grants, newest first: by Subject, else by SecretID,
+// else (Open) every grant whose status is not terminal, by a sparse index:
+// the sweeper's query for grants to expire. Open also filters the others.
+type GrantQuery struct {
+	Subject  string
+	SecretID string
+	Open     bool
+	Cursor   string
+	Limit    int
+}
+
+// GrantPage is one page of grants; Next is "" on the last page.
+type GrantPage struct {
+	Grants []*Grant
+	Next   string
 }
 
 // AuditLog is the append-only audit trail. Nothing can update or delete a
