@@ -5,7 +5,7 @@
 //
 // It carries mail; it decides nothing. It must never import a vendor SDK,
 // and never put a message body in a log or an error: bodies hold approval
-// links, and an approval link is as good as a bearer of the decision id.
+// links, whose decision ids are meant for their approvers' eyes only.
 package notify
 
 import (

@@ -134,12 +134,12 @@ func (s *Service) update(ctx context.Context, id string, in UpdateInput, rec *es
 	if err != nil {
 		return nil, fmtErr("read folders", err)
 	}
+	p := escrow.PrincipalFrom(ctx)
 	if pol, from, ok := escrow.EffectivePolicy(old.Policy, old.Folder, folders); ok {
-		if err := checkPolicy(pol, from, escrow.AccessEdit, ""); err != nil {
+		if err := s.checkPolicy(ctx, p, old, pol, from, escrow.AccessEdit, "", rec); err != nil {
 			return nil, err
 		}
 	}
-	p := escrow.PrincipalFrom(ctx)
 	sec := *old
 	if in.Name != nil {
 		sec.Name = *in.Name
@@ -303,15 +303,15 @@ func (s *Service) reveal(ctx context.Context, id string, opts RevealOptions, rec
 	if sec.Deleted() {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", sec.Path())
 	}
+	rec.Details = map[string]string{"path": sec.Path(), "version": itoa(want)}
 	if pol, from, ok := escrow.EffectivePolicy(sec.Policy, sec.Folder, folders); ok {
-		if err := checkPolicy(pol, from, escrow.AccessView, opts.Comment); err != nil {
+		if err := s.checkPolicy(ctx, p, sec, pol, from, escrow.AccessView, opts.Comment, rec); err != nil {
 			return nil, err
 		}
 	}
 	if !inRange {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s has no version %d (current is %d)", sec.Path(), version, sec.CurrentVersion)
 	}
-	rec.Details = map[string]string{"path": sec.Path(), "version": itoa(want)}
 	value, err := envelope.Open(ctx, s.keys, v)
 	if err != nil {
 		return nil, fmtErr("decrypt value", err)

@@ -9,21 +9,45 @@ import (
 
 // checkPolicy applies a secret's effective policy to one direct access:
 // Require Comment on reveals (where the rule says onReveal; the rule always
-// applies to access requests, which check it themselves) and approval.
-// Until access requests and grants exist, an access the policy puts under
-// approval is refused for everyone, admins included: fail closed.
-func checkPolicy(pol *escrow.Policy, from string, access escrow.AccessKind, comment string) error {
+// applies to access requests, which check it themselves) and approval: an
+// access the policy puts under approval needs a grant that authorizes it at
+// this moment, decided from the clock (escrow.Grant.Authorizes). Without a
+// grant store, such access is always refused: fail closed. The grant's id
+// and ticket go into the audit record.
+func (s *Service) checkPolicy(ctx context.Context, p *escrow.Principal, sec *escrow.Secret, pol *escrow.Policy, from string,
+	access escrow.AccessKind, comment string, rec *escrow.AuditRecord) error {
 	if access == escrow.AccessView && pol.Comment.OnReveal {
 		if err := pol.Comment.Check(comment); err != nil {
 			return err
 		}
 	}
-	if pol.Approval.Requires(access) {
-		return &escrow.Error{Code: escrow.CodeForbidden,
-			Message: "the policy (" + from + ") requires an approved access request for " + string(access) + " access",
-			Err:     errors.New("no active grant")}
+	if !pol.Approval.Requires(access) {
+		return nil
 	}
-	return nil
+	refused := &escrow.Error{Code: escrow.CodeForbidden,
+		Message: "the policy (" + from + ") requires an approved access request for " + string(access) +
+			" access; ask with: escrow request " + sec.Path() + " --access " + string(access),
+		Err: errors.New("no grant authorizes this access now")}
+	if s.grants == nil {
+		return refused
+	}
+	now := s.clock.Now()
+	gs, err := s.grants.GrantsFor(ctx, sec.ID, p.Subject, now)
+	if err != nil {
+		return fmtErr("read grants", err)
+	}
+	for _, g := range gs {
+		if g.Authorizes(p.Subject, access, now) {
+			if rec.Details == nil {
+				rec.Details = map[string]string{}
+			}
+			rec.Details["grant"] = g.ID
+			rec.Details["request"] = g.RequestID
+			rec.Ticket = g.Ticket
+			return nil
+		}
+	}
+	return refused
 }
 
 // PolicyView is a secret's effective policy and where it comes from.

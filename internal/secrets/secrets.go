@@ -18,9 +18,12 @@ import (
 
 // Config holds the ports the service needs.
 type Config struct {
-	Store  escrow.Store
-	Audit  escrow.AuditLog
-	Keys   escrow.Keys
+	Store escrow.Store
+	Audit escrow.AuditLog
+	Keys  escrow.Keys
+	// Grants, if set, lets approved access requests open secrets whose
+	// policy requires approval; without it such access is always refused.
+	Grants escrow.RequestStore
 	Clock  escrow.Clock // nil = system clock
 	Logger *slog.Logger // nil = discard
 }
@@ -30,13 +33,14 @@ type Service struct {
 	store  escrow.Store
 	audit  escrow.AuditLog
 	keys   escrow.Keys
+	grants escrow.RequestStore
 	clock  escrow.Clock
 	logger *slog.Logger
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, clock: cfg.Clock, logger: cfg.Logger}
+	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, grants: cfg.Grants, clock: cfg.Clock, logger: cfg.Logger}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
 	}
