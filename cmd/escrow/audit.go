@@ -15,6 +15,7 @@ import (
 func (a *app) auditCmd() *cobra.Command {
 	var (
 		actor, secret, action string
+		request               string
 		since, from, to       string
 		limit                 int
 	)
@@ -28,12 +29,15 @@ error messages quote. Records never contain secret values.
 Filters combine: --actor (subject, like alice), --secret (id or /path),
 --action (like secret.reveal, secret.update, secret.acl, auth.failed),
 --since (a duration back from now: 90m, 24h, 7d) or --from/--to (RFC 3339
-times or YYYY-MM-DD dates; --to is exclusive).
+times or YYYY-MM-DD dates; --to is exclusive). --request ID shows one access
+request's trail: its filing, every decision, and every reveal made under its
+grant (read through the secret's index and filtered here).
 
 Only principals with the admin or auditor role may read the trail.`,
 		Example: `  escrow audit --since 24h
   escrow audit --secret /prod/db/admin --action secret.reveal
-  escrow audit --actor bob --from 2026-11-01 --to 2026-12-01 -o json`,
+  escrow audit --actor bob --from 2026-11-01 --to 2026-12-01 -o json
+  escrow audit --request 01J...   # a request's whole trail: asked, decided, every reveal under its grant`,
 		Args: exactArgs(0, "no arguments (filter with flags)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q := client.AuditQuery{Actor: actor, Action: action}
@@ -72,8 +76,34 @@ Only principals with the admin or auditor role may read the trail.`,
 					return err
 				}
 			}
+			var reqID string
+			if request != "" {
+				r, err := c.GetRequest(ctx, request)
+				if err != nil {
+					return err
+				}
+				reqID, q.SecretID = r.ID, r.SecretID
+			}
 			var all client.AuditPage
-			for len(all.Records) < limit {
+			for reqID != "" && len(all.Records) < limit {
+				// The trail of one request: every record of its secret that
+				// names it, page by page.
+				q.Limit = 1000
+				page, err := c.QueryAudit(ctx, q)
+				if err != nil {
+					return err
+				}
+				for _, r := range page.Records {
+					if r.Target == "request:"+reqID || r.Details["request"] == reqID {
+						all.Records = append(all.Records, r)
+					}
+				}
+				if page.Next == "" || len(page.Records) == 0 {
+					break
+				}
+				q.Cursor = page.Next
+			}
+			for reqID == "" && len(all.Records) < limit {
 				q.Limit = min(limit-len(all.Records), 1000)
 				page, err := c.QueryAudit(ctx, q)
 				if err != nil {
@@ -121,6 +151,7 @@ Only principals with the admin or auditor role may read the trail.`,
 	f.StringVar(&actor, "actor", "", "only records by this subject")
 	f.StringVar(&secret, "secret", "", "only records about this secret (id or /path)")
 	f.StringVar(&action, "action", "", "only this action, like secret.reveal")
+	f.StringVar(&request, "request", "", "the trail of one access request (its id)")
 	f.StringVar(&since, "since", "", "only records newer than this duration: 90m, 24h, 7d")
 	f.StringVar(&from, "from", "", "only records at or after this time (RFC 3339 or YYYY-MM-DD)")
 	f.StringVar(&to, "to", "", "only records before this time (RFC 3339 or YYYY-MM-DD)")

@@ -39,6 +39,7 @@ func TestScripts(t *testing.T) {
 		Setup:               setupServer,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"capture":     cmdCapture,
+			"sleep":       cmdSleep,
 			"exits":       cmdExits,
 			"perm":        cmdPerm,
 			"freeport":    cmdFreeport,
@@ -162,4 +163,16 @@ func cmdWaitHealthy(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// cmdSleep waits: sleep DURATION (for windows that end in real time).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	if err != nil || d > time.Minute {
+		ts.Fatalf("sleep: %q is not a duration up to 1m", args[0])
+	}
+	time.Sleep(d)
 }

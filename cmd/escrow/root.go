@@ -140,6 +140,13 @@ Environment:
 		a.secretCmd(),
 		a.folderCmd(),
 		a.policyCmd(),
+		a.requestCmd(),
+		a.requestsCmd(),
+		a.decideCmd(true),
+		a.decideCmd(false),
+		a.cancelCmd(),
+		a.grantsCmd(),
+		a.revokeCmd(),
 		a.auditCmd(),
 	)
 	return root

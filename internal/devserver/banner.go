@@ -39,6 +39,11 @@ func (s *Server) banner(cfg Config, seeded []seededSecret) {
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice\n")
 		fmt.Fprintf(w, "  go run ./cmd/escrow secret reveal %s\n", seeded[0].Path)
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev auditor && go run ./cmd/escrow audit --since 1h\n")
+		fmt.Fprintf(w, "Access with approval (/prod/root needs a change number and two approvers: bob and carol):\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice && go run ./cmd/escrow request /prod/root/aws-root --for 1h --comment CHG0012345\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev bob   && go run ./cmd/escrow requests --pending && go run ./cmd/escrow approve <request-id>\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev carol && go run ./cmd/escrow approve <request-id>\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice && go run ./cmd/escrow secret reveal /prod/root/aws-root\n")
 	}
 	fmt.Fprintln(w)
 }

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/httpapi"
@@ -108,7 +109,8 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("create verifier: %w", err)
 	}
-	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Logger: cfg.Logger})
+	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Logger: cfg.Logger})
+	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger})
 	s := &Server{URL: base, store: store, issuer: issuer, users: map[string]auth.DevUser{}, done: make(chan struct{})}
 	for _, u := range auth.DemoUsers() {
 		s.users[u.Subject] = u
@@ -117,7 +119,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	dev.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
 	dev.HandleFunc("POST /dev/token", s.handleToken)
 	dev.HandleFunc("GET /dev/users", s.handleUsers)
-	h := httpapi.New(httpapi.Config{Secrets: svc, Auth: verifier, Logger: cfg.Logger, Dev: dev})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Auth: verifier, Logger: cfg.Logger, Dev: dev})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -27,6 +28,18 @@ var demoFolders = []escrow.Folder{
 	{Path: "/prod/db", ACL: []escrow.ACE{{Principal: "group:engineering", Permission: escrow.PermView}}},
 	{Path: "/prod/payments", ACL: []escrow.ACE{{Principal: "group:oncall", Permission: escrow.PermView}}},
 	{Path: "/dev", ACL: []escrow.ACE{{Principal: "group:engineering", Permission: escrow.PermEdit}}},
+	// /prod/root holds what nobody reads without a reason and two approvals.
+	{Path: "/prod/root", ACL: []escrow.ACE{{Principal: "group:engineering", Permission: escrow.PermView}}, Policy: &escrow.Policy{
+		Approval: &escrow.ApprovalRule{
+			For:            []escrow.AccessKind{escrow.AccessView},
+			Steps:          []escrow.ApprovalStep{{Name: "approvers", Approvers: []string{"group:approvers", "user:carol"}, Quorum: 2}},
+			PendingTimeout: escrow.Duration(time.Hour), MaxDuration: escrow.Duration(4 * time.Hour),
+			AllowFutureStart: true, ClockStarts: escrow.ClockAtApproval,
+		},
+		Comment: escrow.CommentRule{Mode: escrow.CommentRequired, Prompt: "Change or incident number",
+			Pattern: `^(CHG|INC)[0-9]{7}$`, PatternMessage: "Enter the change or incident number, e.g. CHG0012345"},
+		Notice: "Access to production root credentials is reviewed weekly by security.",
+	}},
 }
 
 // seed creates the demo folders and secrets, through the service (so they
@@ -45,6 +58,11 @@ func seed(ctx context.Context, svc *secrets.Service, store escrow.Store) ([]seed
 		if _, err := svc.SetFolderACL(ctx, f.Path, f.ACL, nil); err != nil {
 			return nil, err
 		}
+		if f.Policy != nil {
+			if _, err := svc.SetFolderPolicy(ctx, f.Path, f.Policy, nil); err != nil {
+				return nil, err
+			}
+		}
 	}
 	sshKey, err := newSSHKey()
 	if err != nil {
@@ -61,6 +79,8 @@ func seed(ctx context.Context, svc *secrets.Service, store escrow.Store) ([]seed
 			Value: escrow.SecretValue{"private_key": sshKey.private, "public_key": sshKey.public, "username": "deploy"}},
 		{Name: "app-password", Folder: "/dev/db", Type: escrow.TypePassword,
 			Value: escrow.SecretValue{"username": "app", "password": randomPassword(20)}},
+		{Name: "aws-root", Folder: "/prod/root", Type: escrow.TypePassword, Description: "AWS root account (needs a change number and two approvals)",
+			Value: escrow.SecretValue{"username": "root@example.com", "password": randomPassword(28)}},
 	}
 	var out []seededSecret
 	for _, in := range demo {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/secrets"
 )
@@ -31,6 +32,7 @@ type Authenticator interface {
 // Config wires the handler.
 type Config struct {
 	Secrets *secrets.Service
+	Access  *access.Service
 	Auth    Authenticator
 	Logger  *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
@@ -42,6 +44,7 @@ const maxBody = 1 << 20
 
 type api struct {
 	svc    *secrets.Service
+	access *access.Service
 	auth   Authenticator
 	logger *slog.Logger
 }
@@ -73,11 +76,18 @@ var routes = []route{
 	{"GET", "/v1/folders", true, (*api).getFolder},
 	{"PUT", "/v1/folders", true, (*api).setFolderACL},
 	{"GET", "/v1/audit", true, (*api).queryAudit},
+	{"POST", "/v1/secrets/{id}/requests", true, (*api).createRequest},
+	{"GET", "/v1/requests", true, (*api).listRequests},
+	{"GET", "/v1/requests/{id}", true, (*api).getRequest},
+	{"POST", "/v1/requests/{id}/decision", true, (*api).decideRequest},
+	{"POST", "/v1/requests/{id}/cancel", true, (*api).cancelRequest},
+	{"GET", "/v1/grants", true, (*api).listGrants},
+	{"POST", "/v1/grants/{id}/revoke", true, (*api).revokeGrant},
 }
 
 // New returns the API handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Secrets, auth: cfg.Auth, logger: cfg.Logger}
+	a := &api{svc: cfg.Secrets, access: cfg.Access, auth: cfg.Auth, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
