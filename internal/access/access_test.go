@@ -277,3 +277,53 @@ func TestRequestRules(t *testing.T) {
 		}
 	}
 }
+
+// TestSweep: the safety net expires ended grants, activates booked ones,
+// times out undecided requests, audits each once, and is idempotent.
+func TestSweep(t *testing.T) {
+	e := newEnv(t)
+	approve := func(r *escrow.Request) *escrow.Grant {
+		t.Helper()
+		e.access.Decide(as(bob), r.ID, true, "")
+		_, g, err := e.access.Decide(as(carol), r.ID, true, "")
+		if err != nil || g == nil {
+			t.Fatalf("approve: %v", err)
+		}
+		return g
+	}
+	now := e.clock.Now()
+	r1, _ := e.access.Request(as(dave), access.RequestInput{SecretID: e.secret.ID, Access: escrow.AccessView, Duration: time.Hour, Comment: "CHG0000010"})
+	g1 := approve(r1) // active now, ends in 1h
+	r2, _ := e.access.Request(as(dave), access.RequestInput{SecretID: e.secret.ID, Access: escrow.AccessView, Start: now.Add(30 * time.Minute), Duration: 2 * time.Hour, Comment: "CHG0000011"})
+	g2 := approve(r2) // booked for +30m
+	r3, _ := e.access.Request(as(dave), access.RequestInput{SecretID: e.secret.ID, Access: escrow.AccessView, Duration: time.Hour, Comment: "CHG0000012"}) // nobody decides
+	if res, err := e.access.Sweep(context.Background()); err != nil || res != (access.SweepResult{}) {
+		t.Fatalf("sweep with nothing due: %+v %v", res, err)
+	}
+	e.clock.Add(time.Hour + time.Second) // g1 ended, g2 started, r3 timed out
+	res, err := e.access.Sweep(context.Background())
+	if err != nil || res.Expired != 1 || res.Activated != 1 || res.TimedOut != 1 {
+		t.Fatalf("sweep: %+v %v", res, err)
+	}
+	if res, _ := e.access.Sweep(context.Background()); res != (access.SweepResult{}) {
+		t.Fatalf("second sweep changed more: %+v", res)
+	}
+	for id, want := range map[string]escrow.RequestStatus{r1.ID: escrow.StatusExpired, r2.ID: escrow.StatusActive, r3.ID: escrow.StatusTimedOut} {
+		if got, err := e.access.Get(as(admin), id); err != nil || got.Status != want {
+			t.Errorf("request %s: %v %v, want %s", id, got.Status, err, want)
+		}
+	}
+	for id, want := range map[string]escrow.RequestStatus{g1.ID: escrow.StatusExpired, g2.ID: escrow.StatusActive} {
+		if g, err := e.store.GetGrant(context.Background(), id); err != nil || g.Status != want {
+			t.Errorf("grant %s: %v %v, want %s", id, g.Status, err, want)
+		}
+	}
+	page, _ := e.store.QueryAudit(context.Background(), escrow.AuditQuery{Actor: access.Sweeper, Limit: 100})
+	actions := map[string]int{}
+	for _, r := range page.Records {
+		actions[r.Action]++
+	}
+	if actions[access.ActionGrantExpire] != 1 || actions[access.ActionGrantActivate] != 1 || actions[access.ActionRequestTimeout] != 1 {
+		t.Fatalf("sweeper audit records: %v", actions)
+	}
+}

@@ -42,6 +42,9 @@ type Config struct {
 	Logger  *slog.Logger
 	Seed    bool      // create demo folders and secrets on first run
 	Out     io.Writer // banner: URL, tokens and examples (nil = discard)
+	// SweepInterval is how often the in-process sweeper (the scheduled
+	// sweeper function's stand-in) runs; default 1s.
+	SweepInterval time.Duration
 }
 
 // Server is a running dev server.
@@ -55,6 +58,7 @@ type Server struct {
 	done   chan struct{}
 	err    error
 	once   sync.Once
+	stop   context.CancelFunc // stops the sweeper
 }
 
 // Start opens the data directory, listens, seeds demo data if asked, and
@@ -131,8 +135,20 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 			return nil, fmt.Errorf("seed demo data: %w", err)
 		}
 	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Second
+	}
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	sweeping := make(chan struct{})
+	go func() {
+		defer close(sweeping)
+		acc.RunSweeper(sweepCtx, cfg.SweepInterval)
+	}()
 	go func() {
 		err := s.http.Serve(ln)
+		stop()
+		<-sweeping // the sweeper writes to the store: close it after
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -157,6 +173,7 @@ func (s *Server) Token(sub string) (string, error) {
 // Close shuts the server down gracefully and closes the store.
 func (s *Server) Close() error {
 	s.once.Do(func() {
+		s.stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.http.Shutdown(ctx); err != nil {
