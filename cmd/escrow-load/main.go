@@ -137,7 +137,113 @@ func run() error {
 			disk, revealed, float64(disk)/float64(revealed))
 	}
 	fmt.Println("aim: reveal >= 5,000 requests/s with 8 clients, p99 <= 8 ms")
+
+	lag, err := expiryLag(hc, base)
+	if err != nil {
+		return fmt.Errorf("expiry lag: %w", err)
+	}
+	fmt.Printf("\nExpiry lag of a 3 s grant on /prod/root/aws-root (request, two approvals, reveal until refused):\n")
+	fmt.Printf("  reveal refused %.0f ms after the grant's end (polling every 10 ms; aim <= 1000 ms)\n", lag.refused.Seconds()*1000)
+	fmt.Printf("  grant.expire audit record visible %.0f ms after the end (server-side lag %d ms; aim <= 2000 ms)\n", lag.recorded.Seconds()*1000, lag.serverMs)
 	return nil
+}
+
+type lags struct {
+	refused, recorded time.Duration
+	serverMs          int64
+}
+
+// expiryLag requests a 3 s grant, has bob and carol approve it, then reveals
+// until refused, and polls the audit log for the sweeper's grant.expire.
+func expiryLag(hc *http.Client, base string) (lags, error) {
+	tok := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol", "auditor"} {
+		t, err := devToken(hc, base, u)
+		if err != nil {
+			return lags{}, err
+		}
+		tok[u] = t
+	}
+	id, err := secretID(hc, base, tok["alice"], "/prod/root/aws-root")
+	if err != nil {
+		return lags{}, err
+	}
+	var req struct{ ID string }
+	if err := send(hc, "POST", base+"/v1/secrets/"+id+"/requests", tok["alice"], `{"duration":"3s","comment":"CHG0012345"}`, &req); err != nil {
+		return lags{}, err
+	}
+	var dec struct {
+		Grant *struct {
+			ID  string
+			End time.Time
+		}
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if err := send(hc, "POST", base+"/v1/requests/"+req.ID+"/decision", tok[u], `{"decision":"approve"}`, &dec); err != nil {
+			return lags{}, err
+		}
+	}
+	if dec.Grant == nil {
+		return lags{}, errors.New("no grant after two approvals")
+	}
+	var out lags
+	deadline := dec.Grant.End.Add(10 * time.Second)
+	for {
+		err := send(hc, "GET", base+"/v1/secrets/"+id+"/value", tok["alice"], "", nil)
+		if err != nil {
+			out.refused = time.Since(dec.Grant.End)
+			break
+		}
+		if time.Now().After(deadline) {
+			return lags{}, errors.New("reveal still allowed 10 s after the grant's end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		var page struct {
+			Records []struct {
+				Details map[string]string
+			}
+		}
+		if err := send(hc, "GET", base+"/v1/audit?action=grant.expire&secret="+id+"&limit=10", tok["auditor"], "", &page); err != nil {
+			return lags{}, err
+		}
+		for _, r := range page.Records {
+			if r.Details["grant"] == dec.Grant.ID {
+				out.recorded = time.Since(dec.Grant.End)
+				out.serverMs, _ = strconv.ParseInt(r.Details["lagMs"], 10, 64)
+				return out, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return lags{}, errors.New("no grant.expire record 10 s after the grant's end")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// send makes one authorized call; a non-2xx answer is an error.
+func send(hc *http.Client, method, url, token, body string, v any) error {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
+	}
+	if v == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 type result struct {
