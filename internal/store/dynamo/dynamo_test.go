@@ -108,3 +108,10 @@ func TestConformance(t *testing.T) {
 		return New(client, newTables(t, client))
 	})
 }
+
+func TestRequestConformance(t *testing.T) {
+	client, _ := newClient(t)
+	storetest.RunRequests(t, func(t *testing.T) storetest.RequestBackend {
+		return New(client, newTables(t, client))
+	})
+}

@@ -57,16 +57,29 @@ func gsi(name, hash, rng string) types.GlobalSecondaryIndex {
 	}
 }
 
+// mainKeyAttrs are the key attributes of the main table and its indexes;
+// the second line is those of requests and grants (requests.go).
+var mainKeyAttrs = []string{"pk", "sk", "fpk", "fsk", "ppk", "psk", "gpk", "gsk",
+	"rpk", "rspk", "stpk", "csk", "gepk", "gesk", "gspk", "gxpk", "opk"}
+
 func mainTable(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: attrS("pk", "sk", "fpk", "fsk", "ppk", "psk", "gpk", "gsk"),
+		AttributeDefinitions: attrS(mainKeyAttrs...),
 		KeySchema:            keySchema("pk", "sk"),
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
 			gsi(idxByFolder, "fpk", "fsk"),
 			gsi(idxByPath, "ppk", "psk"),
 			gsi(idxByPrincipal, "gpk", "gsk"),
+			// Access requests and grants (requests.go).
+			gsi(idxByRequester, "rpk", "csk"),
+			gsi(idxByRequestSecret, "rspk", "csk"),
+			gsi(idxByStatus, "stpk", "csk"),
+			gsi(idxByGrantee, "gepk", "gesk"),
+			gsi(idxByGrantSubject, "gspk", "csk"),
+			gsi(idxByGrantSecret, "gxpk", "csk"),
+			gsi(idxOpenGrants, "opk", "csk"),
 		},
 	}
 }

@@ -49,6 +49,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	if err := s.listGrants.prepare(ctx, s.rdb, "SELECT principal, target, permission FROM acl WHERE principal = ?"); err != nil {
 		return err
 	}
+	if err := s.prepareRequests(ctx); err != nil {
+		return err
+	}
 	return s.prepareAudit(ctx)
 }
 

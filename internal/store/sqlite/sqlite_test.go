@@ -41,6 +41,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestRequestConformance(t *testing.T) {
+	storetest.RunRequests(t, func(t *testing.T) storetest.RequestBackend {
+		s, _ := open(t)
+		return s
+	})
+}
+
 var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 func newRecord(i int) *escrow.AuditRecord {

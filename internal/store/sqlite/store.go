@@ -44,6 +44,7 @@ type Store struct {
 	listFolder, listRange                                *sql.Stmt
 	getFolders, listGrants                               multiQuery
 	audit                                                [8]*sql.Stmt // by auditFilter bits
+	req                                                  requestStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -240,6 +241,40 @@ BEGIN SELECT RAISE(ABORT, 'audit record exists'); END;
 -- 2: policies (JSON) on secrets and folders.
 ALTER TABLE secrets ADD COLUMN policy TEXT;
 ALTER TABLE folders ADD COLUMN policy TEXT;
+`, `
+-- 3: access requests and grants. Each is kept whole as JSON (body); the
+-- columns beside it exist for the indexes and the revision check. open is
+-- 1 while the status is not terminal: the partial indexes on it keep the
+-- "pending" and "open grants" lists small however many have ended.
+CREATE TABLE requests (
+	id         TEXT PRIMARY KEY,
+	requester  TEXT NOT NULL,
+	secret_id  TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	open       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL, -- Unix nanoseconds
+	revision   INTEGER NOT NULL,
+	body       BLOB NOT NULL
+);
+CREATE INDEX requests_requester ON requests(requester, created_at, id);
+CREATE INDEX requests_secret ON requests(secret_id, created_at, id);
+CREATE INDEX requests_open ON requests(status, created_at, id) WHERE open = 1;
+
+CREATE TABLE grants (
+	id         TEXT PRIMARY KEY,
+	subject    TEXT NOT NULL,
+	secret_id  TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	open       INTEGER NOT NULL,
+	end_at     INTEGER NOT NULL, -- Unix nanoseconds
+	created_at INTEGER NOT NULL,
+	revision   INTEGER NOT NULL,
+	body       BLOB NOT NULL
+);
+CREATE INDEX grants_holder ON grants(subject, secret_id, end_at);
+CREATE INDEX grants_subject ON grants(subject, created_at, id);
+CREATE INDEX grants_secret ON grants(secret_id, created_at, id);
+CREATE INDEX grants_open ON grants(created_at, id) WHERE open = 1;
 `}
 
 // migrate applies the migrations the database lacks, each in its own

@@ -39,6 +39,8 @@ type writeStmts struct {
 	insFolder, updFolder               *sql.Stmt
 	delACL, insACL                     *sql.Stmt
 	insAudit                           *sql.Stmt
+	insRequest, updRequest, hasRequest *sql.Stmt
+	insGrant, updGrant, hasGrant       *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -92,6 +94,16 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.delACL, "DELETE FROM acl WHERE target = ?"},
 		{&w.st.insACL, "INSERT INTO acl (principal, target, permission) VALUES (?, ?, ?)"},
 		{&w.st.insAudit, "INSERT INTO audit (id, actor, action, secret_id, record) VALUES (?, ?, ?, ?, ?)"},
+		{&w.st.insRequest, `INSERT INTO requests (id, requester, secret_id, status, open, created_at, revision, body)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.st.updRequest, `UPDATE requests SET requester = ?, secret_id = ?, status = ?, open = ?, created_at = ?,
+			revision = ?, body = ? WHERE id = ? AND revision = ?`},
+		{&w.st.hasRequest, "SELECT 1 FROM requests WHERE id = ?"},
+		{&w.st.insGrant, `INSERT INTO grants (id, subject, secret_id, status, open, end_at, created_at, revision, body)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&w.st.updGrant, `UPDATE grants SET subject = ?, secret_id = ?, status = ?, open = ?, end_at = ?, created_at = ?,
+			revision = ?, body = ? WHERE id = ? AND revision = ?`},
+		{&w.st.hasGrant, "SELECT 1 FROM grants WHERE id = ?"},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {
