@@ -16,6 +16,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/httpapi"
@@ -53,10 +54,11 @@ func run(ctx context.Context) error {
 	}
 	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: env["TABLE_NAME"], Audit: env["AUDIT_TABLE_NAME"]})
 	svc := secrets.New(secrets.Config{
-		Store: store, Audit: store, Keys: kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"]),
+		Store: store, Audit: store, Grants: store, Keys: kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"]),
 		Clock: escrow.SystemClock{}, Logger: logger,
 	})
-	h := httpapi.New(httpapi.Config{Secrets: svc, Auth: verifier, Logger: logger})
+	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: logger})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Auth: verifier, Logger: logger})
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
 	return nil
 }
