@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,6 +43,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"capture":     cmdCapture,
 			"sleep":       cmdSleep,
+			"curlget":     cmdCurlGet,
 			"exits":       cmdExits,
 			"perm":        cmdPerm,
 			"freeport":    cmdFreeport,
@@ -175,4 +179,22 @@ func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("sleep: %q is not a duration up to 1m", args[0])
 	}
 	time.Sleep(d)
+}
+
+// cmdCurlGet prints the indented JSON that GET URL answers: curlget URL.
+func cmdCurlGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: curlget URL")
+	}
+	resp, err := http.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	if resp.StatusCode != http.StatusOK {
+		ts.Fatalf("GET %s: %d %s", args[0], resp.StatusCode, body)
+	}
+	var out bytes.Buffer
+	ts.Check(json.Indent(&out, body, "", "  "))
+	fmt.Fprintln(ts.Stdout(), out.String())
 }

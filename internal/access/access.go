@@ -14,9 +14,11 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/notify"
 )
 
 // Config holds the ports the service needs.
@@ -26,6 +28,11 @@ type Config struct {
 	Audit    escrow.AuditLog
 	Clock    escrow.Clock // nil = system clock
 	Logger   *slog.Logger // nil = discard
+	// Notifier and Directory, if both set, mail approvers and requesters;
+	// PublicURL (e.g. https://escrow.example.com) makes the links.
+	Notifier  notify.Notifier
+	Directory escrow.Directory
+	PublicURL string
 }
 
 // Service implements the access request use cases.
@@ -35,11 +42,16 @@ type Service struct {
 	audit    escrow.AuditLog
 	clock    escrow.Clock
 	logger   *slog.Logger
+
+	notifier  notify.Notifier
+	directory escrow.Directory
+	publicURL string
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, requests: cfg.Requests, audit: cfg.Audit, clock: cfg.Clock, logger: cfg.Logger}
+	s := &Service{store: cfg.Store, requests: cfg.Requests, audit: cfg.Audit, clock: cfg.Clock, logger: cfg.Logger,
+		notifier: cfg.Notifier, directory: cfg.Directory, publicURL: strings.TrimSuffix(cfg.PublicURL, "/")}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
 	}
@@ -165,6 +177,7 @@ func (s *Service) request(ctx context.Context, in RequestInput, rec *escrow.Audi
 	if err := s.requests.CreateRequest(ctx, r, rec); err != nil {
 		return nil, internal("create request", err)
 	}
+	s.notifyApprovers(ctx, r)
 	return r, nil
 }
 
@@ -343,7 +356,7 @@ func (s *Service) decide(ctx context.Context, id string, approve bool, comment s
 		return nil, nil, internal("read request", err)
 	}
 	rec.SecretID, rec.Ticket = r.SecretID, r.Ticket
-	prev := r.Revision
+	prev, step := r.Revision, r.Step
 	now := s.clock.Now()
 	g, err := r.Decide(p, approve, comment, now)
 	if err != nil {
@@ -360,6 +373,12 @@ func (s *Service) decide(ctx context.Context, id string, approve bool, comment s
 			return nil, nil, escrow.Errorf(escrow.CodeConflict, "request %s changed while you decided; read it again", id)
 		}
 		return nil, nil, internal("update request", err)
+	}
+	switch {
+	case r.Status == escrow.StatusPending && step != r.Step: // the next step begins
+		s.notifyApprovers(ctx, r)
+	case r.Status != escrow.StatusPending:
+		s.notifyRequester(ctx, r, g, "")
 	}
 	return r, g, nil
 }

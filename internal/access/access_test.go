@@ -295,7 +295,7 @@ func TestSweep(t *testing.T) {
 	r1, _ := e.access.Request(as(dave), access.RequestInput{SecretID: e.secret.ID, Access: escrow.AccessView, Duration: time.Hour, Comment: "CHG0000010"})
 	g1 := approve(r1) // active now, ends in 1h
 	r2, _ := e.access.Request(as(dave), access.RequestInput{SecretID: e.secret.ID, Access: escrow.AccessView, Start: now.Add(30 * time.Minute), Duration: 2 * time.Hour, Comment: "CHG0000011"})
-	g2 := approve(r2) // booked for +30m
+	g2 := approve(r2)                                                                                                                                      // booked for +30m
 	r3, _ := e.access.Request(as(dave), access.RequestInput{SecretID: e.secret.ID, Access: escrow.AccessView, Duration: time.Hour, Comment: "CHG0000012"}) // nobody decides
 	if res, err := e.access.Sweep(context.Background()); err != nil || res != (access.SweepResult{}) {
 		t.Fatalf("sweep with nothing due: %+v %v", res, err)

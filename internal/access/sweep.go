@@ -132,6 +132,7 @@ func (s *Service) sweepRequests(ctx context.Context, res *SweepResult) error {
 				return internal("time out request", err)
 			}
 			res.TimedOut++
+			s.notifyRequester(ctx, r, nil, "nobody decided by "+stamp(r.ExpiresAt))
 		}
 		if page.Next == "" {
 			return nil

@@ -17,14 +17,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/directory/static"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/keys/local"
+	"github.com/escrow-pam/escrow/internal/notify/outbox"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/sqlite"
 )
@@ -114,7 +117,22 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		return nil, fmt.Errorf("create verifier: %w", err)
 	}
 	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Logger: cfg.Logger})
-	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger})
+	box, err := outbox.Open(filepath.Join(cfg.DataDir, "outbox"), cfg.Logger)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	var people []static.Entry
+	for _, u := range auth.DemoUsers() {
+		people = append(people, static.Entry{Subject: u.Subject, Email: u.Email, Name: u.Name, Groups: u.Groups})
+	}
+	dir, err := static.New(people)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("demo directory: %w", err)
+	}
+	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger,
+		Notifier: box, Directory: dir, PublicURL: base})
 	s := &Server{URL: base, store: store, issuer: issuer, users: map[string]auth.DevUser{}, done: make(chan struct{})}
 	for _, u := range auth.DemoUsers() {
 		s.users[u.Subject] = u
@@ -123,6 +141,17 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	dev.Handle("/dev/oidc/", http.StripPrefix("/dev/oidc", issuer.Handler()))
 	dev.HandleFunc("POST /dev/token", s.handleToken)
 	dev.HandleFunc("GET /dev/users", s.handleUsers)
+	dev.HandleFunc("GET /dev/outbox", func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		msgs, err := box.List(r.Context(), r.URL.Query().Get("ref"), limit)
+		if err != nil {
+			devError(w, http.StatusServiceUnavailable, "unavailable", "read outbox")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]any{"messages": msgs})
+	})
 	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Auth: verifier, Logger: cfg.Logger, Dev: dev})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,

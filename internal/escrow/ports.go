@@ -145,6 +145,20 @@ type GrantPage struct {
 	Next   string
 }
 
+// Person is someone a notification can reach.
+type Person struct {
+	Subject string `json:"sub"`
+	Email   string `json:"email"`
+	Name    string `json:"name,omitempty"`
+}
+
+// Directory resolves the principals a policy names ("user:x", "group:y")
+// to the people behind them, for notifications. Unknown names resolve to
+// nobody; it returns ErrUnavailable if it cannot be read.
+type Directory interface {
+	Members(ctx context.Context, principals []string) ([]Person, error)
+}
+
 // AuditLog is the append-only audit trail. Nothing can update or delete a
 // record through it, or through the tables behind it.
 type AuditLog interface {
