@@ -33,6 +33,8 @@ type Config struct {
 	Notifier  notify.Notifier
 	Directory escrow.Directory
 	PublicURL string
+	// Workflow, if set, runs each request's state machine.
+	Workflow escrow.Workflow
 }
 
 // Service implements the access request use cases.
@@ -46,12 +48,13 @@ type Service struct {
 	notifier  notify.Notifier
 	directory escrow.Directory
 	publicURL string
+	workflow  escrow.Workflow
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
 	s := &Service{store: cfg.Store, requests: cfg.Requests, audit: cfg.Audit, clock: cfg.Clock, logger: cfg.Logger,
-		notifier: cfg.Notifier, directory: cfg.Directory, publicURL: strings.TrimSuffix(cfg.PublicURL, "/")}
+		notifier: cfg.Notifier, directory: cfg.Directory, publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), workflow: cfg.Workflow}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
 	}
@@ -178,7 +181,8 @@ func (s *Service) request(ctx context.Context, in RequestInput, rec *escrow.Audi
 		return nil, internal("create request", err)
 	}
 	s.notifyApprovers(ctx, r)
-	return r, nil
+	s.startWorkflow(ctx, r)
+	return r.Public(), nil
 }
 
 // secret reads a secret and the folders above it, and checks the caller
@@ -242,7 +246,7 @@ func (s *Service) Get(ctx context.Context, id string) (*escrow.Request, error) {
 	if err := s.commit(ctx, rec); err != nil {
 		return nil, err
 	}
-	return r, nil
+	return r.Public(), nil
 }
 
 func (s *Service) get(ctx context.Context, id string) (*escrow.Request, error) {
@@ -324,6 +328,9 @@ func (s *Service) list(ctx context.Context, in ListInput, rec *escrow.AuditRecor
 		page.Requests = mine
 	}
 	rec.Details["returned"] = strconv.Itoa(len(page.Requests))
+	for i, r := range page.Requests {
+		page.Requests[i] = r.Public()
+	}
 	return page, nil
 }
 
@@ -379,8 +386,9 @@ func (s *Service) decide(ctx context.Context, id string, approve bool, comment s
 		s.notifyApprovers(ctx, r)
 	case r.Status != escrow.StatusPending:
 		s.notifyRequester(ctx, r, g, "")
+		s.answerWorkflow(ctx, r)
 	}
-	return r, g, nil
+	return r.Public(), g, nil
 }
 
 // Cancel withdraws a request (its requester, or an admin), revoking the
@@ -435,7 +443,8 @@ func (s *Service) cancel(ctx context.Context, id string, rec *escrow.AuditRecord
 		}
 		return nil, internal("update request", err)
 	}
-	return r, nil
+	s.answerWorkflow(ctx, r)
+	return r.Public(), nil
 }
 
 // Revoke ends a grant now: its holder or an admin may.

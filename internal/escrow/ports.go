@@ -159,6 +159,22 @@ type Directory interface {
 	Members(ctx context.Context, principals []string) ([]Person, error)
 }
 
+// Workflow runs the access-request state machine (statemachines/
+// access-request.asl.json): Step Functions in AWS, the embedded ASL runner
+// in -dev.
+//
+// Implementations: workflow/sfn and workflow/local.
+type Workflow interface {
+	// StartRequest starts the execution of a request, named after it (a
+	// second start of the same request is refused by the engine). Returns
+	// ErrUnavailable if the engine cannot be reached.
+	StartRequest(ctx context.Context, requestID string, pendingTimeout time.Duration) error
+
+	// SendTaskSuccess answers a task token with output (marshalled as
+	// JSON). Returns ErrNotFound for an unknown or finished token.
+	SendTaskSuccess(ctx context.Context, token string, output any) error
+}
+
 // AuditLog is the append-only audit trail. Nothing can update or delete a
 // record through it, or through the tables behind it.
 type AuditLog interface {

@@ -106,6 +106,17 @@ type Request struct {
 	GrantStart  time.Time `json:"grantStart,omitzero"`
 	GrantEnd    time.Time `json:"grantEnd,omitzero"`
 	Revision    int64     `json:"revision"`
+	// WorkflowToken is the task token the workflow waits on for the
+	// decision. It is a capability: stores keep it, the API never shows it
+	// (Public), and no link or mail carries it.
+	WorkflowToken string `json:"workflowToken,omitempty"`
+}
+
+// Public returns a copy of r without its workflow token, for the API.
+func (r *Request) Public() *Request {
+	c := *r
+	c.WorkflowToken = ""
+	return &c
 }
 
 // Decision is one approver's approve or deny, kept in the request's

@@ -1,0 +1,101 @@
+// Package sfn is the Workflow port on AWS Step Functions: it starts an
+// access request's execution and answers task tokens. It must never log a
+// task token (a capability) nor put one in an error.
+package sfn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/escrow-pam/escrow/internal/escrow"
+)
+
+// API is the part of the Step Functions client this adapter uses.
+type API interface {
+	StartExecution(ctx context.Context, in *sfn.StartExecutionInput, opts ...func(*sfn.Options)) (*sfn.StartExecutionOutput, error)
+	SendTaskSuccess(ctx context.Context, in *sfn.SendTaskSuccessInput, opts ...func(*sfn.Options)) (*sfn.SendTaskSuccessOutput, error)
+}
+
+// Workflow starts executions of one state machine.
+type Workflow struct {
+	client  API
+	machine string // state machine ARN
+}
+
+var _ escrow.Workflow = (*Workflow)(nil)
+
+// New returns a Workflow for the access-request state machine's ARN.
+func New(client API, stateMachineARN string) *Workflow {
+	return &Workflow{client: client, machine: stateMachineARN}
+}
+
+// Input is the access-request execution's input.
+type Input struct {
+	RequestID      string `json:"requestId"`
+	PendingSeconds int64  `json:"pendingSeconds"`
+}
+
+// NewInput builds the input; the wait is at least one second.
+func NewInput(requestID string, pending time.Duration) Input {
+	return Input{RequestID: requestID, PendingSeconds: max(1, int64(math.Ceil(pending.Seconds())))}
+}
+
+// StartRequest starts the execution named "request-<id>".
+func (w *Workflow) StartRequest(ctx context.Context, requestID string, pending time.Duration) error {
+	in, err := json.Marshal(NewInput(requestID, pending))
+	if err != nil {
+		return err
+	}
+	_, err = w.client.StartExecution(ctx, &sfn.StartExecutionInput{
+		StateMachineArn: aws.String(w.machine),
+		Name:            aws.String("request-" + requestID),
+		Input:           aws.String(string(in)),
+	})
+	return convertError("start execution", err)
+}
+
+// SendTaskSuccess answers a task token.
+func (w *Workflow) SendTaskSuccess(ctx context.Context, token string, output any) error {
+	out, err := json.Marshal(output)
+	if err != nil {
+		return fmt.Errorf("encode task output: %w", err)
+	}
+	_, err = w.client.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(token), Output: aws.String(string(out))})
+	return convertError("send task success", err)
+}
+
+// convertError maps Step Functions errors to escrow codes.
+func convertError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		gone     *types.TaskDoesNotExist
+		timedOut *types.TaskTimedOut
+		badToken *types.InvalidToken
+		exists   *types.ExecutionAlreadyExists
+		missing  *types.StateMachineDoesNotExist
+	)
+	switch {
+	case errors.As(err, &gone), errors.As(err, &timedOut), errors.As(err, &badToken):
+		return escrow.Wrap(escrow.CodeNotFound, fmt.Errorf("%s: %w", op, err), "the workflow no longer waits on this task")
+	case errors.As(err, &exists):
+		return escrow.Wrap(escrow.CodeConflict, fmt.Errorf("%s: %w", op, err), "the workflow of this request has already started")
+	case errors.As(err, &missing):
+		return escrow.Wrap(escrow.CodeUnavailable, fmt.Errorf("%s: %w", op, err), "the workflow engine is misconfigured")
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorFault() == smithy.FaultClient {
+		return escrow.Wrap(escrow.CodeInternal, fmt.Errorf("%s: %w", op, err), "workflow request refused")
+	}
+	return escrow.Wrap(escrow.CodeUnavailable, fmt.Errorf("%s: %w", op, err), "the workflow engine is unavailable")
+}
