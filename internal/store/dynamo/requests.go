@@ -26,11 +26,13 @@ var _ escrow.RequestStore = (*Store)(nil)
 const (
 	requestPrefix = "REQUEST#"
 	grantPrefix   = "GRANT#"
-	openGrant     = "OPEN" // the one hash key of openGrants
+	openGrant     = "OPEN"    // the one hash key of openGrants
+	anyRequest    = "REQUEST" // the one hash key of allRequests
 
 	idxByRequester     = "byRequester"     // rpk = requester subject, csk
 	idxByRequestSecret = "byRequestSecret" // rspk = secret id, csk
 	idxByStatus        = "byStatus"        // stpk = status while not terminal, csk
+	idxAllRequests     = "allRequests"     // apk = REQUEST, csk
 	idxByGrantee       = "byGrantee"       // gepk = secret id + subject, gesk = end#id
 	idxByGrantSubject  = "byGrantSubject"  // gspk = subject, csk
 	idxByGrantSecret   = "byGrantSecret"   // gxpk = secret id, csk
@@ -63,6 +65,7 @@ func requestItem(r *escrow.Request) (item, error) {
 		"revision": n(r.Revision),
 		"status":   s(string(r.Status)),
 		"csk":      s(sortKey(r.CreatedAt, r.ID)),
+		"apk":      s(anyRequest),
 	}
 	putS(it, "requester", r.Requester.Subject)
 	putS(it, "secretId", r.SecretID)
@@ -327,7 +330,7 @@ func (st *Store) runIndexQuery(ctx context.Context, q *indexQuery, decode func(i
 		TableName:                 aws.String(st.tables.Main),
 		IndexName:                 aws.String(q.index),
 		KeyConditionExpression:    aws.String("#h = :h"),
-		ScanIndexForward:          aws.Bool(true),
+		ScanIndexForward:          aws.Bool(false),
 		ExpressionAttributeNames:  q.names,
 		ExpressionAttributeValues: q.values,
 	}
@@ -374,9 +377,9 @@ func (st *Store) runIndexQuery(ctx context.Context, q *indexQuery, decode func(i
 }
 
 // ListRequests queries byRequester, else byRequestSecret, else byStatus,
-// filtering by the other fields. byStatus holds only requests that are not
-// terminal, so a status alone must be one of those. See
-// escrow.RequestStore.
+// filtering by the other fields; with no field set, allRequests. byStatus
+// holds only requests that are not terminal, so a status alone must be one
+// of those. See escrow.RequestStore.
 func (st *Store) ListRequests(ctx context.Context, q escrow.RequestQuery) (escrow.RequestPage, error) {
 	iq := &indexQuery{op: "list requests", pkPrefix: requestPrefix, names: map[string]string{}, values: item{},
 		cursor: q.Cursor, limit: q.Limit}
@@ -391,7 +394,7 @@ func (st *Store) ListRequests(ctx context.Context, q escrow.RequestQuery) (escro
 		return escrow.RequestPage{}, escrow.Errorf(escrow.CodeInvalid,
 			"requests that are %s can be listed by requester or secret only", q.Status)
 	default:
-		return escrow.RequestPage{}, escrow.Errorf(escrow.CodeInvalid, "list requests by requester, secret or status")
+		iq.index, iq.hashAttr, iq.hash = idxAllRequests, "apk", anyRequest
 	}
 	// Filter by what the index does not already fix.
 	if iq.index != idxByRequester {

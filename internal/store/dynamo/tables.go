@@ -60,7 +60,7 @@ func gsi(name, hash, rng string) types.GlobalSecondaryIndex {
 // mainKeyAttrs are the key attributes of the main table and its indexes;
 // the second line is those of requests and grants (requests.go).
 var mainKeyAttrs = []string{"pk", "sk", "fpk", "fsk", "ppk", "psk", "gpk", "gsk",
-	"rpk", "rspk", "stpk", "csk", "gepk", "gesk", "gspk", "gxpk", "opk"}
+	"rpk", "rspk", "stpk", "apk", "csk", "gepk", "gesk", "gspk", "gxpk", "opk"}
 
 func mainTable(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
@@ -76,6 +76,7 @@ func mainTable(name string) *dynamodb.CreateTableInput {
 			gsi(idxByRequester, "rpk", "csk"),
 			gsi(idxByRequestSecret, "rspk", "csk"),
 			gsi(idxByStatus, "stpk", "csk"),
+			gsi(idxAllRequests, "apk", "csk"),
 			gsi(idxByGrantee, "gepk", "gesk"),
 			gsi(idxByGrantSubject, "gspk", "csk"),
 			gsi(idxByGrantSecret, "gxpk", "csk"),

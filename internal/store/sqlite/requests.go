@@ -24,7 +24,7 @@ const (
 
 type requestStmts struct {
 	getRequest, getGrant, grantsFor *sql.Stmt
-	list, grants                    [8]*sql.Stmt // by filter bits; 0 is unused
+	list, grants                    [8]*sql.Stmt // by filter bits; grants[0] is unused
 }
 
 func (s *Store) prepareRequests(ctx context.Context) error {
@@ -42,7 +42,10 @@ func (s *Store) prepareRequests(ctx context.Context) error {
 	if s.req.getGrant, err = prep("SELECT body FROM grants WHERE id = ?"); err != nil {
 		return err
 	}
-	if s.req.grantsFor, err = prep("SELECT body FROM grants WHERE subject = ? AND secret_id = ? AND end_at > ? ORDER BY id"); err != nil {
+	if s.req.grantsFor, err = prep("SELECT body FROM grants WHERE subject = ? AND secret_id = ? AND end_at > ?"); err != nil {
+		return err
+	}
+	if s.req.list[0], err = prep(listSQL("requests", nil)); err != nil {
 		return err
 	}
 	for bits := 1; bits < 8; bits++ {
@@ -387,9 +390,10 @@ func listPage(ctx context.Context, st *sql.Stmt, args []any, limit int, kind byt
 }
 
 // ListRequests picks the requester, secret or open-status index (SQLite
-// chooses among them by the filters given). A status-only query reads the
-// partial index of non-terminal requests, so it accepts only a
-// non-terminal status. See escrow.RequestStore.
+// chooses among them by the filters given), or with no filter the index of
+// all requests. A status-only query reads the partial index of
+// non-terminal requests, so it accepts only a non-terminal status. See
+// escrow.RequestStore.
 func (s *Store) ListRequests(ctx context.Context, q escrow.RequestQuery) (escrow.RequestPage, error) {
 	created, id, err := listAfter('r', q.Cursor)
 	if err != nil {
@@ -409,10 +413,7 @@ func (s *Store) ListRequests(ctx context.Context, q escrow.RequestQuery) (escrow
 		bits |= byOpen
 		args = append(args, string(q.Status))
 	}
-	switch {
-	case bits == 0:
-		return escrow.RequestPage{}, escrow.Errorf(escrow.CodeInvalid, "list requests by requester, secret or status")
-	case bits == byOpen && q.Status.Terminal():
+	if bits == byOpen && q.Status.Terminal() {
 		return escrow.RequestPage{}, escrow.Errorf(escrow.CodeInvalid,
 			"requests that are %s can be listed by requester or secret only", q.Status)
 	}

@@ -46,6 +46,51 @@ func TestRequestConformance(t *testing.T) {
 		s, _ := open(t)
 		return s
 	})
+	// Every request and grant query reads an index, never the table.
+	t.Run("QueriesUseIndexes", func(t *testing.T) {
+		_, path := open(t)
+		db := rawDB(t, path)
+		queries := []string{
+			"SELECT body FROM requests WHERE id = 'x'",
+			"SELECT body FROM grants WHERE id = 'x'",
+			"SELECT body FROM grants WHERE subject = 'a' AND secret_id = 's' AND end_at > 5",
+			"UPDATE requests SET status = 'denied' WHERE id = 'x' AND revision = 1",
+			"UPDATE grants SET status = 'revoked' WHERE id = 'x' AND revision = 1",
+		}
+		for _, where := range [][]string{
+			nil, {"requester = 'a'"}, {"secret_id = 's'"}, {"open = 1", "status = 'pending'"},
+			{"requester = 'a'", "status = 'denied'"}, {"secret_id = 's'", "requester = 'a'"},
+		} {
+			queries = append(queries, listSQL("requests", where))
+		}
+		for _, where := range [][]string{
+			{"subject = 'a'"}, {"secret_id = 's'"}, {"open = 1"}, {"subject = 'a'", "open = 1"},
+		} {
+			queries = append(queries, listSQL("grants", where))
+		}
+		for _, q := range queries {
+			q = strings.NewReplacer("(?, ?)", "(9, 'z')", "LIMIT ?", "LIMIT 10").Replace(q)
+			rows, err := db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q)
+			if err != nil {
+				t.Fatalf("explain %s: %v", q, err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, notused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			for _, d := range plan {
+				if strings.HasPrefix(d, "SCAN ") && !strings.Contains(d, " USING ") || strings.Contains(d, "TEMP B-TREE") {
+					t.Errorf("%s\n  plan: %q", q, plan)
+				}
+			}
+		}
+	})
 }
 
 var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)

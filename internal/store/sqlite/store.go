@@ -275,6 +275,9 @@ CREATE INDEX grants_holder ON grants(subject, secret_id, end_at);
 CREATE INDEX grants_subject ON grants(subject, created_at, id);
 CREATE INDEX grants_secret ON grants(secret_id, created_at, id);
 CREATE INDEX grants_open ON grants(created_at, id) WHERE open = 1;
+`, `
+-- 4: every request, newest first (the admin's and auditor's view).
+CREATE INDEX requests_created ON requests(created_at, id);
 `}
 
 // migrate applies the migrations the database lacks, each in its own

@@ -450,6 +450,7 @@ func testListRequests(t *testing.T, b RequestBackend) {
 		{Status: escrow.StatusPending},
 		{Status: escrow.StatusActive},
 		{Requester: "nobody"},
+		{}, // every request
 	} {
 		got := listRequests(t, b, ctx, q)
 		want := expectRequests(all, q)
@@ -484,6 +485,7 @@ func testListRequestsPagination(t *testing.T, b RequestBackend) {
 		{SecretID: secretA, Limit: 3},
 		{Status: escrow.StatusPending, Limit: 1},
 		{SecretID: secretA, Requester: "alice", Limit: 4},
+		{Limit: 2},
 	} {
 		got, want := requestIDs(listRequests(t, b, ctx, q)), requestIDs(expectRequests(all, q))
 		if !slices.Equal(got, want) {
