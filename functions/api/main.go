@@ -11,18 +11,24 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	awssfn "github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/directory/static"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/keys/kms"
+	"github.com/escrow-pam/escrow/internal/lambdaenv"
+	"github.com/escrow-pam/escrow/internal/notify/ses"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
+	"github.com/escrow-pam/escrow/internal/workflow/sfn"
 )
 
 func main() {
@@ -38,8 +44,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// LoadDefaultConfig honours AWS_ENDPOINT_URL, which points tests at moto.
-	cfg, err := config.LoadDefaultConfig(ctx)
+	// lambdaenv honours AWS_ENDPOINT_URL, which points tests at moto.
+	cfg, err := lambdaenv.Config(ctx)
 	if err != nil {
 		return fmt.Errorf("load aws config: %w", err)
 	}
@@ -57,7 +63,11 @@ func run(ctx context.Context) error {
 		Store: store, Audit: store, Grants: store, Keys: kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"]),
 		Clock: escrow.SystemClock{}, Logger: logger,
 	})
-	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: logger})
+	ac := access.Config{Store: store, Requests: store, Audit: store, Logger: logger, PublicURL: os.Getenv("PUBLIC_URL")}
+	if err := optional(cfg, &ac); err != nil {
+		return err
+	}
+	acc := access.New(ac)
 	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Auth: verifier, Logger: logger})
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
 	return nil
@@ -77,4 +87,24 @@ func requireEnv(names ...string) (map[string]string, error) {
 		return nil, fmt.Errorf("missing environment variables %v", missing)
 	}
 	return env, nil
+}
+
+// optional wires what a deployment may leave out: the workflow
+// (STATE_MACHINE_ARN), mail (MAIL_FROM, SES) and the approvers' directory
+// (DIRECTORY_JSON, a static list until a directory service is wired).
+func optional(cfg aws.Config, ac *access.Config) error {
+	if arn := os.Getenv("STATE_MACHINE_ARN"); arn != "" {
+		ac.Workflow = sfn.New(awssfn.NewFromConfig(cfg), arn)
+	}
+	if from := os.Getenv("MAIL_FROM"); from != "" {
+		ac.Notifier = ses.New(sesv2.NewFromConfig(cfg), from, os.Getenv("SES_CONFIGURATION_SET"))
+	}
+	if dir := os.Getenv("DIRECTORY_JSON"); dir != "" {
+		d, err := static.Parse([]byte(dir))
+		if err != nil {
+			return fmt.Errorf("DIRECTORY_JSON: %w", err)
+		}
+		ac.Directory = d
+	}
+	return nil
 }

@@ -12,10 +12,10 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/escrow-pam/escrow/internal/access"
+	"github.com/escrow-pam/escrow/internal/lambdaenv"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
 )
 
@@ -32,7 +32,7 @@ func run(ctx context.Context) error {
 	if table == "" || audit == "" {
 		return fmt.Errorf("missing environment variables TABLE_NAME and/or AUDIT_TABLE_NAME")
 	}
-	cfg, err := config.LoadDefaultConfig(ctx)
+	cfg, err := lambdaenv.Config(ctx)
 	if err != nil {
 		return fmt.Errorf("load aws config: %w", err)
 	}
