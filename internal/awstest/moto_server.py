@@ -28,6 +28,25 @@ try:
 except Exception as exc:  # pragma: no cover - only a warning
     print(f"moto_server.py: step functions patch not applied: {exc}", file=sys.stderr)
 
+# moto 5.2.1 checks DynamoDB conditions and writes without a lock, so two
+# racing conditional writes can both win (seen about 1 run in 15 of the
+# conformance suite's race test). DynamoDB itself serialises them: so do we.
+try:
+    import threading
+    from moto.dynamodb.models import DynamoDBBackend
+
+    _ddb_lock = threading.RLock()
+    for _name in ("transact_write_items", "put_item", "update_item", "delete_item", "batch_write_item"):
+        _orig = getattr(DynamoDBBackend, _name)
+
+        def _locked(self, *a, _orig=_orig, **kw):
+            with _ddb_lock:
+                return _orig(self, *a, **kw)
+
+        setattr(DynamoDBBackend, _name, _locked)
+except Exception as exc:  # pragma: no cover - only a warning
+    print(f"moto_server.py: dynamodb lock patch not applied: {exc}", file=sys.stderr)
+
 _orig_default = json.JSONEncoder.default
 
 
