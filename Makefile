@@ -14,7 +14,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: help run test lint bench build clean build-ApiFunction
+.PHONY: help run test lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,17 @@ lint: ## gofmt, go vet, staticcheck, go mod tidy -diff, cfn-lint
 	$(GO) tool staticcheck ./...
 	$(GO) mod tidy -diff
 	cfn-lint template.yaml
+	@echo '>> asl-validator $(ASL_FILES)'
+	@for f in $(ASL_FILES); do $(ASL_VALIDATOR) --silent --json-path "$$f" || { echo "asl-validator: $$f is not valid"; exit 1; }; done
+
+# asl-validator (npm, pinned) checks every state machine: cfn-lint does not
+# look into DefinitionUri files.
+ASL_VALIDATOR_VERSION := 4.0.0
+ASL_VALIDATOR := .tools/node_modules/.bin/asl-validator
+ASL_FILES := $(wildcard statemachines/*.asl.json internal/asl/testdata/corpus/*.asl.json)
+lint: $(ASL_VALIDATOR)
+$(ASL_VALIDATOR):
+	npm install --silent --no-audit --no-fund --prefix .tools asl-validator@$(ASL_VALIDATOR_VERSION)
 
 bench: ## Go benchmarks, then the loopback HTTP load run
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
@@ -66,5 +77,11 @@ endef
 build-ApiFunction:
 	$(call sam_build,api)
 
-clean: ## remove build output and the test log
-	rm -rf bin .aws-sam .test.log
+build-TasksFunction:
+	$(call sam_build,tasks)
+
+build-SweeperFunction:
+	$(call sam_build,sweeper)
+
+clean: ## remove build output, the test log and the lint tools
+	rm -rf bin .aws-sam .test.log .tools

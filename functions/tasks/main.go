@@ -33,7 +33,7 @@ func main() {
 
 func run(ctx context.Context) error {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	for _, k := range []string{"TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN"} {
+	for _, k := range []string{"TABLE_NAME", "AUDIT_TABLE_NAME"} {
 		if os.Getenv(k) == "" {
 			return fmt.Errorf("missing environment variable %s", k)
 		}
@@ -44,7 +44,9 @@ func run(ctx context.Context) error {
 	}
 	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: os.Getenv("TABLE_NAME"), Audit: os.Getenv("AUDIT_TABLE_NAME")})
 	ac := access.Config{Store: store, Requests: store, Audit: store, Logger: logger, PublicURL: os.Getenv("PUBLIC_URL"),
-		Workflow: sfn.New(awssfn.NewFromConfig(cfg), os.Getenv("STATE_MACHINE_ARN"))}
+		// Only to answer a token when the decision came first: no ARN
+		// needed (and none can be given: the machine refers to this function).
+		Workflow: sfn.New(awssfn.NewFromConfig(cfg), "")}
 	if from := os.Getenv("MAIL_FROM"); from != "" {
 		ac.Notifier = ses.New(sesv2.NewFromConfig(cfg), from, os.Getenv("SES_CONFIGURATION_SET"))
 	}

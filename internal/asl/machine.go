@@ -1,13 +1,3 @@
-// Package asl is an interpreter for Amazon States Language: the local
-// stand-in for Step Functions that `escrow server -dev` uses to run the same
-// statemachines/*.asl.json files AWS runs. Task resources are bound to Go
-// handlers; executions, task tokens and timers persist in a Store so that a
-// restarted server resumes waiting executions and fires overdue timers.
-//
-// It must never accept a definition it cannot run faithfully: anything
-// outside the supported subset is rejected by Parse (or New, for unbound
-// resources) with the name of the offending state, never skipped at run time.
-// It must never log state inputs or outputs: they may carry secrets.
 package asl
 
 import (
@@ -53,8 +43,12 @@ type State struct {
 	Callback         bool      // .waitForTaskToken
 	TimeoutSeconds   int
 	HeartbeatSeconds int
-	Retry            []Retrier
-	Catch            []Catcher
+	// TimeoutSecondsPath and HeartbeatSecondsPath take the value from the
+	// state's effective input (after InputPath).
+	TimeoutSecondsPath   string
+	HeartbeatSecondsPath string
+	Retry                []Retrier
+	Catch                []Catcher
 
 	// Choice
 	Choices []*Rule
@@ -69,8 +63,13 @@ type State struct {
 	// Fail
 	Error, Cause string
 
-	// Parallel
+	// Parallel: the branches. Map: Branches[0] is the item processor.
 	Branches []*Machine
+
+	// Map (inline only). ItemSelector (or the older Parameters) lands in
+	// Parameters.
+	ItemsPath      string
+	MaxConcurrency int
 }
 
 // Retrier is one element of a Retry field.
@@ -199,11 +198,12 @@ func parseMachine(raw map[string]json.RawMessage, where string) (*Machine, error
 
 // fieldsByType lists the fields each state type may carry.
 var fieldsByType = map[string]string{
-	"Task":     "Type Comment Next End InputPath OutputPath ResultPath Parameters ResultSelector Resource TimeoutSeconds HeartbeatSeconds Retry Catch",
+	"Task":     "Type Comment Next End InputPath OutputPath ResultPath Parameters ResultSelector Resource TimeoutSeconds HeartbeatSeconds TimeoutSecondsPath HeartbeatSecondsPath Retry Catch",
 	"Pass":     "Type Comment Next End InputPath OutputPath ResultPath Parameters Result",
 	"Choice":   "Type Comment InputPath OutputPath Choices Default",
 	"Wait":     "Type Comment Next End InputPath OutputPath Seconds SecondsPath Timestamp TimestampPath",
 	"Parallel": "Type Comment Next End InputPath OutputPath ResultPath Parameters ResultSelector Branches Retry Catch",
+	"Map":      "Type Comment Next End InputPath OutputPath ResultPath ResultSelector ItemsPath ItemSelector Parameters ItemProcessor Iterator MaxConcurrency Retry Catch",
 	"Succeed":  "Type Comment InputPath OutputPath",
 	"Fail":     "Type Comment Error Cause",
 }
@@ -215,11 +215,11 @@ func parseState(name string, data json.RawMessage) (*State, error) {
 	}
 	s := &State{Name: name}
 	if err := json.Unmarshal(raw["Type"], &s.Type); err != nil {
-		return nil, fmt.Errorf("Type: %v", err)
+		return nil, fmt.Errorf("field Type: %v", err)
 	}
 	allowed, ok := fieldsByType[s.Type]
 	if !ok {
-		return nil, fmt.Errorf("Type %q not supported", s.Type)
+		return nil, fmt.Errorf("state type %q not supported", s.Type)
 	}
 	allow := map[string]bool{}
 	for _, f := range strings.Fields(allowed) {
@@ -281,6 +281,19 @@ func parseState(name string, data json.RawMessage) (*State, error) {
 		func() error { return str("Cause", &s.Cause) },
 		func() error { return str("Timestamp", &s.Timestamp) },
 		func() error { return num("TimeoutSeconds", &s.TimeoutSeconds) },
+		func() error {
+			for k, dst := range map[string]*string{"TimeoutSecondsPath": &s.TimeoutSecondsPath, "HeartbeatSecondsPath": &s.HeartbeatSecondsPath} {
+				if p, err := path(k, false); err != nil {
+					return err
+				} else if p != nil {
+					if *p == nullPath {
+						return fmt.Errorf("field %s must be a path", k)
+					}
+					*dst = *p
+				}
+			}
+			return nil
+		},
 		func() error { return num("HeartbeatSeconds", &s.HeartbeatSeconds) },
 		func() error {
 			if v, ok := raw["End"]; ok {
@@ -311,7 +324,7 @@ func parseState(name string, data json.RawMessage) (*State, error) {
 			if v, ok := raw["Seconds"]; ok {
 				var n int
 				if err := json.Unmarshal(v, &n); err != nil || n < 0 {
-					return fmt.Errorf("Seconds must be a non-negative integer")
+					return fmt.Errorf("field Seconds must be a non-negative integer")
 				}
 				s.Seconds = &n
 			}
@@ -321,7 +334,7 @@ func parseState(name string, data json.RawMessage) (*State, error) {
 			if v, ok := raw["Parameters"]; ok {
 				t, err := parseTemplate(v)
 				if err != nil {
-					return fmt.Errorf("Parameters: %v", err)
+					return fmt.Errorf("field Parameters: %v", err)
 				}
 				s.Parameters = t
 			}
@@ -342,23 +355,24 @@ func parseState(name string, data json.RawMessage) (*State, error) {
 			if v, ok := raw["Choices"]; ok {
 				var rules []json.RawMessage
 				if err := json.Unmarshal(v, &rules); err != nil {
-					return fmt.Errorf("Choices: %v", err)
+					return fmt.Errorf("field Choices: %v", err)
 				}
 				for i, rv := range rules {
 					r, err := parseRule(rv, true)
 					if err != nil {
-						return fmt.Errorf("Choices[%d]: %v", i, err)
+						return fmt.Errorf("field Choices[%d]: %v", i, err)
 					}
 					s.Choices = append(s.Choices, r)
 				}
 			}
 			return nil
 		},
+		func() error { return parseMap(s, raw) },
 		func() error {
 			if v, ok := raw["Branches"]; ok {
 				var bs []map[string]json.RawMessage
 				if err := json.Unmarshal(v, &bs); err != nil {
-					return fmt.Errorf("Branches: %v", err)
+					return fmt.Errorf("field Branches: %v", err)
 				}
 				for i, b := range bs {
 					m, err := parseMachine(b, fmt.Sprintf("Branches[%d]: ", i))
@@ -382,7 +396,7 @@ func parseRetryCatch(s *State, raw map[string]json.RawMessage) error {
 	if v, ok := raw["Retry"]; ok {
 		var rs []map[string]json.RawMessage
 		if err := json.Unmarshal(v, &rs); err != nil {
-			return fmt.Errorf("Retry: %v", err)
+			return fmt.Errorf("field Retry: %v", err)
 		}
 		for i, r := range rs {
 			rt := Retrier{IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2}
@@ -411,11 +425,11 @@ func parseRetryCatch(s *State, raw map[string]json.RawMessage) error {
 					err = fmt.Errorf("not supported")
 				}
 				if err != nil {
-					return fmt.Errorf("Retry[%d].%s: %v", i, k, err)
+					return fmt.Errorf("field Retry[%d].%s: %v", i, k, err)
 				}
 			}
 			if err := checkErrorEquals(rt.ErrorEquals, i == len(rs)-1); err != nil {
-				return fmt.Errorf("Retry[%d]: %v", i, err)
+				return fmt.Errorf("field Retry[%d]: %v", i, err)
 			}
 			s.Retry = append(s.Retry, rt)
 		}
@@ -423,7 +437,7 @@ func parseRetryCatch(s *State, raw map[string]json.RawMessage) error {
 	if v, ok := raw["Catch"]; ok {
 		var cs []map[string]json.RawMessage
 		if err := json.Unmarshal(v, &cs); err != nil {
-			return fmt.Errorf("Catch: %v", err)
+			return fmt.Errorf("field Catch: %v", err)
 		}
 		for i, c := range cs {
 			var ct Catcher
@@ -450,14 +464,14 @@ func parseRetryCatch(s *State, raw map[string]json.RawMessage) error {
 					err = fmt.Errorf("not supported")
 				}
 				if err != nil {
-					return fmt.Errorf("Catch[%d].%s: %v", i, k, err)
+					return fmt.Errorf("field Catch[%d].%s: %v", i, k, err)
 				}
 			}
 			if ct.Next == "" {
-				return fmt.Errorf("Catch[%d]: Next missing", i)
+				return fmt.Errorf("field Catch[%d]: Next missing", i)
 			}
 			if err := checkErrorEquals(ct.ErrorEquals, i == len(cs)-1); err != nil {
-				return fmt.Errorf("Catch[%d]: %v", i, err)
+				return fmt.Errorf("field Catch[%d]: %v", i, err)
 			}
 			s.Catch = append(s.Catch, ct)
 		}
@@ -481,7 +495,7 @@ func validateState(s *State) error {
 	switch s.Type {
 	case "Choice":
 		if len(s.Choices) == 0 {
-			return fmt.Errorf("Choices is empty")
+			return fmt.Errorf("field Choices is empty")
 		}
 		return nil
 	case "Succeed", "Fail":
@@ -506,37 +520,47 @@ func validateState(s *State) error {
 		}
 		if s.Timestamp != "" {
 			if _, err := parseTimestamp(s.Timestamp); err != nil {
-				return fmt.Errorf("Timestamp: %v", err)
+				return fmt.Errorf("field Timestamp: %v", err)
 			}
 		}
 	case "Pass":
 		if s.Result != nil && s.Parameters != nil {
-			return fmt.Errorf("Result and Parameters are exclusive")
+			return fmt.Errorf("fields Result and Parameters are exclusive")
 		}
 	case "Parallel":
 		if len(s.Branches) == 0 {
-			return fmt.Errorf("Branches is empty")
+			return fmt.Errorf("field Branches is empty")
 		}
 	case "Task":
 		return validateTask(s)
+	case "Map":
+		if len(s.Branches) != 1 {
+			return fmt.Errorf("exactly one of ItemProcessor and Iterator is required")
+		}
 	}
 	return nil
 }
 
 func validateTask(s *State) error {
 	if s.Resource == "" {
-		return fmt.Errorf("Resource missing")
+		return fmt.Errorf("resource missing")
 	}
 	if s.HeartbeatSeconds > 0 && s.TimeoutSeconds > 0 && s.HeartbeatSeconds >= s.TimeoutSeconds {
 		return fmt.Errorf("HeartbeatSeconds must be smaller than TimeoutSeconds")
 	}
+	if s.TimeoutSeconds > 0 && s.TimeoutSecondsPath != "" {
+		return fmt.Errorf("fields TimeoutSeconds and TimeoutSecondsPath are exclusive")
+	}
+	if s.HeartbeatSeconds > 0 && s.HeartbeatSecondsPath != "" {
+		return fmt.Errorf("fields HeartbeatSeconds and HeartbeatSecondsPath are exclusive")
+	}
 	s.Callback = strings.HasSuffix(s.Resource, callbackSuffix)
-	if s.HeartbeatSeconds > 0 && !s.Callback {
+	if (s.HeartbeatSeconds > 0 || s.HeartbeatSecondsPath != "") && !s.Callback {
 		return fmt.Errorf("field HeartbeatSeconds not supported without .waitForTaskToken")
 	}
 	if s.Resource != LambdaInvoke && s.Resource != LambdaInvokeCallback {
 		if strings.HasPrefix(s.Resource, "arn:aws:states:::lambda:") {
-			return fmt.Errorf("Resource %s not supported", s.Resource)
+			return fmt.Errorf("resource %s not supported", s.Resource)
 		}
 		return nil
 	}
@@ -559,7 +583,7 @@ func validateTask(s *State) error {
 		}
 	}
 	if s.FunctionName == "" || s.Payload == nil {
-		return fmt.Errorf("Resource %s needs Parameters.FunctionName and Parameters.Payload", s.Resource)
+		return fmt.Errorf("resource %s needs Parameters.FunctionName and Parameters.Payload", s.Resource)
 	}
 	return nil
 }
@@ -607,4 +631,62 @@ func (m *Machine) Resources() []string {
 	})
 	sort.Strings(out)
 	return out
+}
+
+// parseMap reads the Map-only fields. Only the inline mode exists here.
+func parseMap(s *State, raw map[string]json.RawMessage) error {
+	if s.Type != "Map" {
+		return nil
+	}
+	if v, ok := raw["ItemsPath"]; ok {
+		if err := json.Unmarshal(v, &s.ItemsPath); err != nil {
+			return fmt.Errorf("field ItemsPath: %v", err)
+		}
+		if _, err := parsePath(s.ItemsPath); err != nil {
+			return fmt.Errorf("field ItemsPath: %v", err)
+		}
+	}
+	if v, ok := raw["MaxConcurrency"]; ok {
+		if err := json.Unmarshal(v, &s.MaxConcurrency); err != nil || s.MaxConcurrency < 0 {
+			return fmt.Errorf("field MaxConcurrency must be a non-negative integer")
+		}
+	}
+	if v, ok := raw["ItemSelector"]; ok {
+		if s.Parameters != nil {
+			return fmt.Errorf("fields ItemSelector and Parameters are exclusive")
+		}
+		t, err := parseTemplate(v)
+		if err != nil {
+			return fmt.Errorf("field ItemSelector: %v", err)
+		}
+		s.Parameters = t
+	}
+	for _, k := range []string{"ItemProcessor", "Iterator"} {
+		v, ok := raw[k]
+		if !ok {
+			continue
+		}
+		var proc map[string]json.RawMessage
+		if err := json.Unmarshal(v, &proc); err != nil {
+			return fmt.Errorf("field %s: %v", k, err)
+		}
+		if pc, ok := proc["ProcessorConfig"]; ok {
+			var cfg map[string]string
+			if err := json.Unmarshal(pc, &cfg); err != nil {
+				return fmt.Errorf("field %s.ProcessorConfig: %v", k, err)
+			}
+			for ck, cv := range cfg {
+				if ck != "Mode" || cv != "INLINE" {
+					return fmt.Errorf("field %s.ProcessorConfig.%s %q not supported (only Mode INLINE)", k, ck, cv)
+				}
+			}
+			delete(proc, "ProcessorConfig")
+		}
+		m, err := parseMachine(proc, k+": ")
+		if err != nil {
+			return err
+		}
+		s.Branches = append(s.Branches, m)
+	}
+	return nil
 }

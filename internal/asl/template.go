@@ -15,11 +15,11 @@ import (
 // intrinsic function call.
 type template struct {
 	kind   tmplKind
-	lit    any           // tmplLiteral
-	fields []tmplField   // tmplObject, in key order
-	elems  []*template   // tmplArray
-	path   jsonPath      // tmplPath
-	call   *intrinsicFn  // tmplIntrinsic
+	lit    any          // tmplLiteral
+	fields []tmplField  // tmplObject, in key order
+	elems  []*template  // tmplArray
+	path   jsonPath     // tmplPath
+	call   *intrinsicFn // tmplIntrinsic
 }
 
 type tmplKind int
