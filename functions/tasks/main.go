@@ -7,11 +7,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambda/messages"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	awssfn "github.com/aws/aws-sdk-go-v2/service/sfn"
@@ -52,7 +54,14 @@ func run(ctx context.Context) error {
 	}
 	h := &tasks.Handler{Access: access.New(ac)}
 	lambda.Start(func(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
-		return h.Handle(ctx, payload)
+		out, err := h.Handle(ctx, payload)
+		var te *tasks.Error
+		if errors.As(err, &te) {
+			// The error's name becomes the Step Functions error that Retry
+			// and Catch match (otherwise the runtime reports the Go type).
+			return nil, messages.InvokeResponse_Error{Type: te.Name, Message: te.Cause}
+		}
+		return out, err
 	})
 	return nil
 }

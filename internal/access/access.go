@@ -350,7 +350,30 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, comment s
 	return r, g, nil
 }
 
+// decideRetries bounds how often a decision is re-applied when the request
+// changed between read and write (another approver, or the workflow keeping
+// its token): the rules are then checked again on the new state.
+const decideRetries = 5
+
 func (s *Service) decide(ctx context.Context, id string, approve bool, comment string, rec *escrow.AuditRecord) (*escrow.Request, *escrow.Grant, error) {
+	for i := 0; ; i++ {
+		r, g, err := s.decideOnce(ctx, id, approve, comment, rec)
+		if i < decideRetries && err == errRaced {
+			continue
+		}
+		if err == errRaced {
+			return nil, nil, escrow.Errorf(escrow.CodeConflict, "request %s keeps changing while you decide; try again", id)
+		}
+		return r, g, err
+	}
+}
+
+// errRaced marks a write that lost to a concurrent one. It is a plain
+// error on purpose: errors.Is against an *escrow.Error matches any error
+// of the same code.
+var errRaced = errors.New("request changed concurrently")
+
+func (s *Service) decideOnce(ctx context.Context, id string, approve bool, comment string, rec *escrow.AuditRecord) (*escrow.Request, *escrow.Grant, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -377,7 +400,7 @@ func (s *Service) decide(ctx context.Context, id string, approve bool, comment s
 	}
 	if err := s.requests.UpdateRequest(ctx, r, prev, g, rec); err != nil {
 		if errors.Is(err, escrow.ErrConflict) {
-			return nil, nil, escrow.Errorf(escrow.CodeConflict, "request %s changed while you decided; read it again", id)
+			return nil, nil, errRaced
 		}
 		return nil, nil, internal("update request", err)
 	}

@@ -30,6 +30,8 @@ import (
 	"github.com/escrow-pam/escrow/internal/notify/outbox"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/sqlite"
+	localwf "github.com/escrow-pam/escrow/internal/workflow/local"
+	"github.com/escrow-pam/escrow/statemachines"
 )
 
 // Audience is the audience of dev tokens.
@@ -131,8 +133,15 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("demo directory: %w", err)
 	}
+	wf := localwf.New(statemachines.AccessRequest)
 	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger,
-		Notifier: box, Directory: dir, PublicURL: base})
+		Notifier: box, Directory: dir, PublicURL: base, Workflow: wf})
+	runner, err := newRunner(store, acc, cfg.Logger)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	wf.Bind(runner)
 	s := &Server{URL: base, store: store, issuer: issuer, users: map[string]auth.DevUser{}, done: make(chan struct{})}
 	for _, u := range auth.DemoUsers() {
 		s.users[u.Subject] = u
@@ -174,10 +183,19 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		defer close(sweeping)
 		acc.RunSweeper(sweepCtx, cfg.SweepInterval)
 	}()
+	running := make(chan struct{})
+	go func() {
+		defer close(running)
+		// Resumes persisted executions, then fires timers until stopped.
+		if err := runner.Run(sweepCtx); err != nil && sweepCtx.Err() == nil {
+			cfg.Logger.ErrorContext(ctx, "workflow runner stopped", "err", err)
+		}
+	}()
 	go func() {
 		err := s.http.Serve(ln)
 		stop()
-		<-sweeping // the sweeper writes to the store: close it after
+		<-sweeping // the sweeper and the runner write to the store: close it after
+		<-running
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}

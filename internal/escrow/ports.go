@@ -175,6 +175,21 @@ type Workflow interface {
 	SendTaskSuccess(ctx context.Context, token string, output any) error
 }
 
+// RequestWorkflowInput is the input of an access-request execution.
+type RequestWorkflowInput struct {
+	RequestID      string `json:"requestId"`
+	PendingSeconds int64  `json:"pendingSeconds"`
+}
+
+// NewRequestWorkflowInput builds it; the wait is at least one second.
+func NewRequestWorkflowInput(requestID string, pending time.Duration) RequestWorkflowInput {
+	secs := int64(pending / time.Second)
+	if pending%time.Second != 0 {
+		secs++
+	}
+	return RequestWorkflowInput{RequestID: requestID, PendingSeconds: max(1, secs)}
+}
+
 // AuditLog is the append-only audit trail. Nothing can update or delete a
 // record through it, or through the tables behind it.
 type AuditLog interface {

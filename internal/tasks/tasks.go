@@ -10,9 +10,11 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/escrow-pam/escrow/internal/access"
+	"github.com/escrow-pam/escrow/internal/asl"
 	"github.com/escrow-pam/escrow/internal/escrow"
 )
 
@@ -75,4 +77,18 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (json.RawMess
 		return nil, &Error{Name: "Escrow." + string(escrow.ErrorCode(err)), Cause: escrow.ErrorMessage(err)}
 	}
 	return json.Marshal(res)
+}
+
+// ForRunner adapts Handle to the embedded ASL runner, carrying error names
+// over as the runner's TaskError so Retry and Catch match them as they do
+// in Step Functions.
+func (h *Handler) ForRunner() asl.Handler {
+	return func(ctx context.Context, in json.RawMessage) (json.RawMessage, error) {
+		out, err := h.Handle(ctx, in)
+		var te *Error
+		if errors.As(err, &te) {
+			return nil, &asl.TaskError{Name: te.Name, Cause: te.Cause}
+		}
+		return out, err
+	}
 }

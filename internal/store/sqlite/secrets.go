@@ -52,6 +52,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	if err := s.prepareRequests(ctx); err != nil {
 		return err
 	}
+	if err := s.prepareExecutions(ctx); err != nil {
+		return err
+	}
 	return s.prepareAudit(ctx)
 }
 

@@ -45,6 +45,7 @@ type Store struct {
 	getFolders, listGrants                               multiQuery
 	audit                                                [8]*sql.Stmt // by auditFilter bits
 	req                                                  requestStmts
+	exe                                                  execStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -278,6 +279,36 @@ CREATE INDEX grants_open ON grants(created_at, id) WHERE open = 1;
 `, `
 -- 4: every request, newest first (the admin's and auditor's view).
 CREATE INDEX requests_created ON requests(created_at, id);
+`, `
+-- 5: executions of the embedded ASL runner (internal/asl). Each is kept
+-- whole as JSON (body); its timers and task tokens are index rows that
+-- every write replaces in the same transaction. The partial index lists
+-- the running ones however many have ended.
+CREATE TABLE executions (
+	id      TEXT PRIMARY KEY,
+	status  TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	body    BLOB NOT NULL
+);
+CREATE INDEX executions_running ON executions(id) WHERE status = 'RUNNING';
+
+CREATE TABLE execution_timers (
+	due          INTEGER NOT NULL, -- Unix nanoseconds, clamped: the sort key
+	execution_id TEXT NOT NULL,
+	frame        INTEGER NOT NULL,
+	kind         TEXT NOT NULL,
+	due_at       TEXT NOT NULL     -- the exact due time (RFC 3339), returned as is
+);
+CREATE INDEX execution_timers_due ON execution_timers(due, execution_id, frame, kind, due_at);
+CREATE INDEX execution_timers_exec ON execution_timers(execution_id);
+
+CREATE TABLE execution_tokens (
+	token        TEXT PRIMARY KEY,
+	execution_id TEXT NOT NULL,
+	frame        INTEGER NOT NULL,
+	state        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX execution_tokens_exec ON execution_tokens(execution_id);
 `}
 
 // migrate applies the migrations the database lacks, each in its own

@@ -41,6 +41,9 @@ type writeStmts struct {
 	insAudit                           *sql.Stmt
 	insRequest, updRequest, hasRequest *sql.Stmt
 	insGrant, updGrant, hasGrant       *sql.Stmt
+	insExec, updExec, hasExec          *sql.Stmt
+	delExecTimers, insExecTimer        *sql.Stmt
+	delExecTokens, insExecToken        *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -104,6 +107,13 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.updGrant, `UPDATE grants SET subject = ?, secret_id = ?, status = ?, open = ?, end_at = ?, created_at = ?,
 			revision = ?, body = ? WHERE id = ? AND revision = ?`},
 		{&w.st.hasGrant, "SELECT 1 FROM grants WHERE id = ?"},
+		{&w.st.insExec, "INSERT INTO executions (id, status, version, body) VALUES (?, ?, ?, ?)"},
+		{&w.st.updExec, "UPDATE executions SET status = ?, version = ?, body = ? WHERE id = ? AND version = ?"},
+		{&w.st.hasExec, "SELECT 1 FROM executions WHERE id = ?"},
+		{&w.st.delExecTimers, "DELETE FROM execution_timers WHERE execution_id = ?"},
+		{&w.st.insExecTimer, "INSERT INTO execution_timers (due, execution_id, frame, kind, due_at) VALUES (?, ?, ?, ?, ?)"},
+		{&w.st.delExecTokens, "DELETE FROM execution_tokens WHERE execution_id = ?"},
+		{&w.st.insExecToken, "INSERT INTO execution_tokens (token, execution_id, frame, state) VALUES (?, ?, ?, ?)"},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

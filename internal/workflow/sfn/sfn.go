@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,20 +37,9 @@ func New(client API, stateMachineARN string) *Workflow {
 	return &Workflow{client: client, machine: stateMachineARN}
 }
 
-// Input is the access-request execution's input.
-type Input struct {
-	RequestID      string `json:"requestId"`
-	PendingSeconds int64  `json:"pendingSeconds"`
-}
-
-// NewInput builds the input; the wait is at least one second.
-func NewInput(requestID string, pending time.Duration) Input {
-	return Input{RequestID: requestID, PendingSeconds: max(1, int64(math.Ceil(pending.Seconds())))}
-}
-
 // StartRequest starts the execution named "request-<id>".
 func (w *Workflow) StartRequest(ctx context.Context, requestID string, pending time.Duration) error {
-	in, err := json.Marshal(NewInput(requestID, pending))
+	in, err := json.Marshal(escrow.NewRequestWorkflowInput(requestID, pending))
 	if err != nil {
 		return err
 	}
