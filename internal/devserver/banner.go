@@ -44,6 +44,7 @@ func (s *Server) banner(cfg Config, seeded []seededSecret) {
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev bob   && go run ./cmd/escrow requests --pending && go run ./cmd/escrow approve <request-id>\n")
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev carol && go run ./cmd/escrow approve <request-id>\n")
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice && go run ./cmd/escrow secret reveal /prod/root/aws-root\n")
+		fmt.Fprintf(w, "Mail to approvers and requesters: %s/outbox/ and %s/dev/outbox\n", cfg.DataDir, s.URL)
 	}
 	fmt.Fprintln(w)
 }
