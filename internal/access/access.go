@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/escrow-pam/escrow/internal/audit"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/notify"
 )
@@ -41,7 +42,6 @@ type Config struct {
 type Service struct {
 	store    escrow.Store
 	requests escrow.RequestStore
-	audit    escrow.AuditLog
 	clock    escrow.Clock
 	logger   *slog.Logger
 
@@ -49,11 +49,12 @@ type Service struct {
 	directory escrow.Directory
 	publicURL string
 	workflow  escrow.Workflow
+	rec       *audit.Recorder
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, requests: cfg.Requests, audit: cfg.Audit, clock: cfg.Clock, logger: cfg.Logger,
+	s := &Service{store: cfg.Store, requests: cfg.Requests, clock: cfg.Clock, logger: cfg.Logger,
 		notifier: cfg.Notifier, directory: cfg.Directory, publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), workflow: cfg.Workflow}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
@@ -61,6 +62,7 @@ func New(cfg Config) *Service {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	s.rec = &audit.Recorder{Log: cfg.Audit, Clock: s.clock, Logger: s.logger}
 	return s
 }
 
@@ -77,28 +79,15 @@ const (
 )
 
 func (s *Service) record(ctx context.Context, action, target string) *escrow.AuditRecord {
-	return escrow.NewAuditRecord(ctx, s.clock.Now(), action, target)
+	return s.rec.New(ctx, action, target)
 }
 
-// commit appends a read's record; if it cannot, the read fails closed.
 func (s *Service) commit(ctx context.Context, rec *escrow.AuditRecord) error {
-	if err := s.audit.Append(ctx, rec); err != nil {
-		s.logger.ErrorContext(ctx, "audit append failed; failing the action closed", "action", rec.Action, "err", err)
-		return escrow.Wrap(escrow.CodeUnavailable, err, "the audit log is unavailable, so the action was refused")
-	}
-	return nil
+	return s.rec.Commit(ctx, rec)
 }
 
-// fail records err as rec's outcome and returns it.
 func (s *Service) fail(ctx context.Context, rec *escrow.AuditRecord, err error) error {
-	rec.Fail(err)
-	if code := escrow.ErrorCode(err); code == escrow.CodeInternal || code == escrow.CodeUnavailable {
-		s.logger.ErrorContext(ctx, "action failed", "action", rec.Action, "target", rec.Target, "requestId", rec.RequestID, "err", err)
-	}
-	if aerr := s.commit(ctx, rec); aerr != nil {
-		return aerr
-	}
-	return err
+	return s.rec.Fail(ctx, rec, err)
 }
 
 func principal(ctx context.Context) (*escrow.Principal, error) {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/escrow-pam/escrow/internal/audit"
 	"github.com/escrow-pam/escrow/internal/envelope"
 	"github.com/escrow-pam/escrow/internal/escrow"
 )
@@ -36,6 +37,7 @@ type Service struct {
 	grants escrow.RequestStore
 	clock  escrow.Clock
 	logger *slog.Logger
+	rec    *audit.Recorder
 }
 
 // New returns a Service.
@@ -47,37 +49,20 @@ func New(cfg Config) *Service {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	s.rec = &audit.Recorder{Log: cfg.Audit, Clock: s.clock, Logger: s.logger}
 	return s
 }
 
-// record starts the audit record of one action.
 func (s *Service) record(ctx context.Context, action, target string) *escrow.AuditRecord {
-	return escrow.NewAuditRecord(ctx, s.clock.Now(), action, target)
+	return s.rec.New(ctx, action, target)
 }
 
-// commit appends rec (a read's success record). If the append fails the
-// action fails: the caller gets ErrUnavailable and no data.
 func (s *Service) commit(ctx context.Context, rec *escrow.AuditRecord) error {
-	if err := s.audit.Append(ctx, rec); err != nil {
-		s.logger.ErrorContext(ctx, "audit append failed; failing the action closed",
-			"action", rec.Action, "target", rec.Target, "requestId", rec.RequestID, "err", err)
-		return escrow.Wrap(escrow.CodeUnavailable, err, "the audit log is unavailable, so the action was refused")
-	}
-	return nil
+	return s.rec.Commit(ctx, rec)
 }
 
-// fail records err as the outcome of rec and returns the error to give the
-// caller. Internal errors are logged here with their cause.
 func (s *Service) fail(ctx context.Context, rec *escrow.AuditRecord, err error) error {
-	rec.Fail(err)
-	if code := escrow.ErrorCode(err); code == escrow.CodeInternal || code == escrow.CodeUnavailable {
-		s.logger.ErrorContext(ctx, "action failed", "action", rec.Action, "target", rec.Target,
-			"requestId", rec.RequestID, "err", err)
-	}
-	if aerr := s.commit(ctx, rec); aerr != nil {
-		return aerr
-	}
-	return err
+	return s.rec.Fail(ctx, rec, err)
 }
 
 // principal returns the caller or ErrUnauthenticated.

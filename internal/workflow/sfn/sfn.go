@@ -58,7 +58,33 @@ func (w *Workflow) SendTaskSuccess(ctx context.Context, token string, output any
 		return fmt.Errorf("encode task output: %w", err)
 	}
 	_, err = w.client.SendTaskSuccess(ctx, &sfn.SendTaskSuccessInput{TaskToken: aws.String(token), Output: aws.String(string(out))})
-	return convertError("send task success", err)
+	return convertError("send task success", redact(err))
+}
+
+// redact keeps an error's type (for the mapping) but drops its message,
+// which may quote the task token, a capability that must not be logged.
+func redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		var (
+			gone     *types.TaskDoesNotExist
+			timedOut *types.TaskTimedOut
+			badToken *types.InvalidToken
+		)
+		switch {
+		case errors.As(err, &gone):
+			return &types.TaskDoesNotExist{}
+		case errors.As(err, &timedOut):
+			return &types.TaskTimedOut{}
+		case errors.As(err, &badToken):
+			return &types.InvalidToken{}
+		}
+		return &smithy.GenericAPIError{Code: api.ErrorCode(), Fault: api.ErrorFault()}
+	}
+	return errors.New("request failed before an answer (network or timeout)")
 }
 
 // convertError maps Step Functions errors to escrow codes.

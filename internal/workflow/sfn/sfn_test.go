@@ -3,6 +3,7 @@ package sfn
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,7 +66,11 @@ func TestOnMoto(t *testing.T) {
 	if err := w.StartRequest(ctx, "01TEST", time.Minute); !errors.Is(err, escrow.ErrConflict) {
 		t.Fatalf("second start: %v", err)
 	}
-	if err := w.SendTaskSuccess(ctx, "not-a-token", map[string]string{"status": "approved"}); !errors.Is(err, escrow.ErrNotFound) {
+	err = w.SendTaskSuccess(ctx, "not-a-token-SECRETCAPABILITY", map[string]string{"status": "approved"})
+	if !errors.Is(err, escrow.ErrNotFound) {
 		t.Fatalf("bad token: %v", err)
+	}
+	if strings.Contains(err.Error(), "SECRETCAPABILITY") {
+		t.Fatalf("the error quotes the task token: %v", err)
 	}
 }
