@@ -102,6 +102,7 @@ type AuditQuery struct {
 	Actor    string // subject
 	SecretID string
 	Action   string
+	Ticket   string    // change or incident number, by index
 	From, To time.Time // inclusive From, exclusive To; zero means open
 	Cursor   string
 	Limit    int // default 100, capped at 1000

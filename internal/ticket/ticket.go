@@ -1,0 +1,67 @@
+// Package ticket is the port to change and incident ticket systems
+// (ServiceNow, BMC Helix, Jira, or any system behind a generic HTTP
+// validator): the ticket as Escrow sees it, the System interface each
+// adapter implements, and an HTTP client that fails closed.
+//
+// Adapters live in ticket/servicenow, ticket/bmc, ticket/jira and
+// ticket/webhook. None may put a credential into a log line, an error or an
+// audit record: errors name what went wrong (status, rule, field), never
+// what was sent.
+package ticket
+
+import (
+	"context"
+	"time"
+)
+
+// Kind is what a ticket is.
+type Kind string
+
+// Kinds.
+const (
+	Change   Kind = "change"
+	Incident Kind = "incident"
+)
+
+// Ticket is what Escrow needs to know of a ticket to validate access
+// against it. Times are zero when the system has none.
+type Ticket struct {
+	System            string    `json:"system"` // the configured system's name
+	Number            string    `json:"number"` // CHG0012345, INC0000042, PROJ-12
+	Kind              Kind      `json:"kind"`
+	State             string    `json:"state"` // the vendor's state label, e.g. "Implement"
+	Summary           string    `json:"summary,omitempty"`
+	Assignee          string    `json:"assignee,omitempty"` // login or email, as the system has it
+	AssigneeEmail     string    `json:"assigneeEmail,omitempty"`
+	AssignmentGroup   string    `json:"assignmentGroup,omitempty"`
+	PlannedStart      time.Time `json:"plannedStart,omitzero"`
+	PlannedEnd        time.Time `json:"plannedEnd,omitzero"`
+	ConfigurationItem string    `json:"configurationItem,omitempty"`
+	URL               string    `json:"url,omitempty"` // a link for people
+}
+
+// System is one configured ticket system.
+type System interface {
+	// Lookup returns the ticket with this number. It fails closed, with
+	// errors carrying escrow codes:
+	//   - ErrNotFound: no such ticket (or not of a kind the system serves);
+	//   - ErrUnavailable: the system cannot be reached, timed out, or kept
+	//     answering 429/5xx after retries within the timeout;
+	//   - ErrInternal (code internal): authentication refused, a redirect
+	//     to another host, or an answer that is not what the vendor
+	//     documents (malformed or unexpected JSON): a misconfiguration or
+	//     an impostor, never a reason to grant anything.
+	Lookup(ctx context.Context, number string) (*Ticket, error)
+
+	// Comment adds a note to the ticket (write-back: access approved,
+	// used, expired). Same errors as Lookup.
+	Comment(ctx context.Context, number, text string) error
+}
+
+// Credentials authenticate to a ticket system. They come from an Escrow
+// secret (never from plain configuration) and never leave the adapter.
+type Credentials struct {
+	Username string // basic auth
+	Password string
+	Token    string // bearer token (OAuth), instead of username/password
+}
