@@ -11,34 +11,22 @@ package ticket
 
 import (
 	"context"
-	"time"
+
+	"github.com/escrow-pam/escrow/internal/escrow"
 )
 
-// Kind is what a ticket is.
-type Kind string
+// Kind is what a ticket is (the domain's type).
+type Kind = escrow.TicketKind
 
 // Kinds.
 const (
-	Change   Kind = "change"
-	Incident Kind = "incident"
+	Change   = escrow.TicketChange
+	Incident = escrow.TicketIncident
 )
 
-// Ticket is what Escrow needs to know of a ticket to validate access
-// against it. Times are zero when the system has none.
-type Ticket struct {
-	System            string    `json:"system"` // the configured system's name
-	Number            string    `json:"number"` // CHG0012345, INC0000042, PROJ-12
-	Kind              Kind      `json:"kind"`
-	State             string    `json:"state"` // the vendor's state label, e.g. "Implement"
-	Summary           string    `json:"summary,omitempty"`
-	Assignee          string    `json:"assignee,omitempty"` // login or email, as the system has it
-	AssigneeEmail     string    `json:"assigneeEmail,omitempty"`
-	AssignmentGroup   string    `json:"assignmentGroup,omitempty"`
-	PlannedStart      time.Time `json:"plannedStart,omitzero"`
-	PlannedEnd        time.Time `json:"plannedEnd,omitzero"`
-	ConfigurationItem string    `json:"configurationItem,omitempty"`
-	URL               string    `json:"url,omitempty"` // a link for people
-}
+// Ticket is the domain's ticket: what Escrow needs to know of a ticket to
+// validate access against it.
+type Ticket = escrow.Ticket
 
 // System is one configured ticket system.
 type System interface {
