@@ -35,6 +35,9 @@ type Policy struct {
 	Comment CommentRule `json:"comment"`
 	// Notice is company policy text (Markdown) put into every notification.
 	Notice string `json:"notice,omitempty"`
+	// Ticket, if set, makes requests name a change or incident ticket that
+	// is validated live against a ticket system.
+	Ticket *TicketRule `json:"ticket,omitempty"`
 }
 
 // ClockStart says when an approved grant's time starts running.
@@ -177,6 +180,13 @@ func (p *Policy) Validate() error {
 	if len(p.Comment.Prompt) > 500 || len(p.Comment.PatternMessage) > 500 {
 		return Errorf(CodeInvalid, "comment.prompt and comment.patternMessage are at most 500 bytes")
 	}
+	if err := p.Ticket.Validate(); err != nil {
+		return err
+	}
+	if p.Ticket != nil && p.Ticket.Standalone && (p.Approval == nil || len(p.Approval.Steps) > 0) {
+		// A standalone ticket replaces the human steps: say so explicitly.
+		return Errorf(CodeInvalid, "ticket.standalone grants without approvers: set approval (for, pendingTimeout, maxDuration) with no steps")
+	}
 	if len(p.Notice) > 16<<10 {
 		return Errorf(CodeInvalid, "notice is longer than 16 KiB")
 	}
@@ -189,8 +199,9 @@ func (p *Policy) Validate() error {
 				return Errorf(CodeInvalid, "approval.for: %q is not one of view, edit, checkout", k)
 			}
 		}
-		if len(a.Steps) == 0 || len(a.Steps) > 5 {
-			return Errorf(CodeInvalid, "approval.steps must have 1 to 5 steps")
+		standalone := p.Ticket != nil && p.Ticket.Standalone
+		if (len(a.Steps) == 0 && !standalone) || len(a.Steps) > 5 {
+			return Errorf(CodeInvalid, "approval.steps must have 1 to 5 steps (or none, with ticket.standalone)")
 		}
 		for i, s := range a.Steps {
 			if len(s.Approvers) == 0 {

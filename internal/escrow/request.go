@@ -301,6 +301,31 @@ func (r *Request) Decide(approver *Principal, approve bool, comment string, now 
 		r.touch(now)
 		return nil, nil
 	}
+	r.Decisions = append(r.Decisions, d)
+	return r.grant(now)
+}
+
+// ApproveByTicket grants a pending request whose policy lets a validated
+// ticket stand in for human approvers (ticket.standalone). The caller has
+// validated the ticket against the policy's rule. Returns ErrConflict if the
+// request is not pending or timed out, and ErrForbidden if its policy does
+// not allow standalone tickets.
+func (r *Request) ApproveByTicket(now time.Time) (*Grant, error) {
+	now = now.UTC()
+	if r.Policy.Ticket == nil || !r.Policy.Ticket.Standalone {
+		return nil, Errorf(CodeForbidden, "the policy does not let a ticket grant access without approvers")
+	}
+	if r.Status != StatusPending {
+		return nil, Errorf(CodeConflict, "request %s is %s", r.ID, r.Status)
+	}
+	if !now.Before(r.ExpiresAt) {
+		return nil, Errorf(CodeConflict, "request timed out at %s", stamp(r.ExpiresAt))
+	}
+	return r.grant(now)
+}
+
+// grant ends an approved request with its grant.
+func (r *Request) grant(now time.Time) (*Grant, error) {
 	start, end := r.grantWindow(now)
 	if !end.After(now) { // cannot happen while ExpiresAt <= End; refuse rather than grant nothing
 		return nil, Errorf(CodeConflict, "the requested window ended at %s", stamp(end))
@@ -322,7 +347,6 @@ func (r *Request) Decide(approver *Principal, approve bool, comment string, now 
 	if start.After(now) {
 		g.Status = StatusApproved
 	}
-	r.Decisions = append(r.Decisions, d)
 	r.Status, r.DecidedAt = g.Status, now
 	r.GrantID, r.GrantStart, r.GrantEnd = g.ID, g.Start, g.End
 	r.touch(now)
