@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,9 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,12 +23,13 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/auth"
 	"github.com/escrow-pam/escrow/internal/awstest"
+	"github.com/escrow-pam/escrow/internal/lambdatest"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
 )
 
 // These tests run the real bootstrap binary as Lambda would: a separate
 // process that pulls API Gateway v2 events from the Runtime API. The Runtime
-// API is emulated below (runtimeAPI); AWS is moto.
+// API is emulated by package lambdatest; AWS is moto.
 
 const audience = "escrow"
 
@@ -134,7 +131,7 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 		t.Fatalf("create kms key: %v", err)
 	}
 
-	bin := buildBootstrap(t)
+	bin := lambdatest.Build(t, ".")
 	iss := startIssuer(t)
 	admin := demoUser(t, "admin")
 	token, _, err := iss.Mint(admin, 15*time.Minute)
@@ -151,24 +148,24 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 		t.Fatalf("mint forged: %v", err)
 	}
 
-	rt := startRuntimeAPI(t)
-	env := append(lambdaEnv(t, rt, m.Endpoint, iss.url),
+	rt := lambdatest.NewRuntime(t)
+	env := append(lambdaEnv(rt, m.Endpoint, iss.url),
 		"TABLE_NAME="+tables.Main, "AUDIT_TABLE_NAME="+tables.Audit, "KMS_KEY_ID="+*key.KeyMetadata.Arn)
 	vars := map[string]string{"{{TOKEN}}": token, "{{FORGED_TOKEN}}": forged, "{{ISSUER}}": iss.url, "{{CANARY}}": canary}
 
 	// Queue the first event before the process exists, as Lambda does for a
 	// cold start, so the measured time is start-up plus one invocation.
-	first := rt.enqueue(t, fixture(t, "healthz.json", vars))
-	fn := startProcess(t, bin, env)
-	out := rt.wait(t, first, fn)
-	t.Logf("process start to first answered invocation: %v", out.at.Sub(fn.started).Round(time.Microsecond))
+	first := rt.Enqueue(t, fixture(t, "healthz.json", vars))
+	fn := lambdatest.Start(t, bin, env)
+	out := rt.Wait(t, fn, first)
+	t.Logf("process start to first answered invocation: %v", out.At.Sub(fn.Started).Round(time.Microsecond))
 	resp := decodeResponse(t, out)
 	assertStatus(t, "healthz", resp, http.StatusOK)
 	if body := jsonBody(t, resp); body["status"] != "ok" {
 		t.Errorf("healthz body = %v, want status ok", body)
 	}
 
-	resp = rt.call(t, fn, fixture(t, "create-secret.json", vars))
+	resp = call(t, rt, fn, fixture(t, "create-secret.json", vars))
 	assertStatus(t, "create", resp, http.StatusCreated)
 	created := jsonBody(t, resp)
 	id, _ := created["id"].(string)
@@ -178,7 +175,7 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 	assertNoCanary(t, "create response", resp.Body)
 	vars["{{SECRET_ID}}"] = id
 
-	resp = rt.call(t, fn, fixture(t, "reveal-secret.json", vars))
+	resp = call(t, rt, fn, fixture(t, "reveal-secret.json", vars))
 	assertStatus(t, "reveal", resp, http.StatusOK)
 	revealed := jsonBody(t, resp)
 	value, _ := revealed["value"].(map[string]any)
@@ -187,7 +184,7 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 		t.Errorf("reveal body = %v, want secret %s version 1 with the stored value", revealed, id)
 	}
 
-	resp = rt.call(t, fn, fixture(t, "list-secrets.json", vars))
+	resp = call(t, rt, fn, fixture(t, "list-secrets.json", vars))
 	assertStatus(t, "list", resp, http.StatusOK)
 	list := jsonBody(t, resp)
 	items, _ := list["secrets"].([]any)
@@ -200,7 +197,7 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 	assertNoCanary(t, "list response", resp.Body)
 
 	for _, name := range []string{"no-token.json", "forged-token.json"} {
-		resp = rt.call(t, fn, fixture(t, name, vars))
+		resp = call(t, rt, fn, fixture(t, name, vars))
 		assertStatus(t, name, resp, http.StatusUnauthorized)
 		e, _ := jsonBody(t, resp)["error"].(map[string]any)
 		if e["code"] != "unauthenticated" || e["message"] == "" || e["requestId"] == "" || e["requestId"] == nil {
@@ -211,38 +208,34 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 
 	// An event the adapter cannot turn into a request is a function error,
 	// reported on /error; the process must stay up for the next event.
-	out = rt.wait(t, rt.enqueue(t, fixture(t, "bad-base64-body.json", vars)), fn)
-	if !out.failed || out.errType == "" {
-		t.Errorf("bad base64 body: got failed=%v type %q body %s, want a function error", out.failed, out.errType, out.body)
+	out = rt.Invoke(t, fn, fixture(t, "bad-base64-body.json", vars))
+	if !out.Failed || out.ErrorType == "" {
+		t.Errorf("bad base64 body: got failed=%v type %q body %s, want a function error", out.Failed, out.ErrorType, out.Body)
 	}
-	resp = rt.call(t, fn, fixture(t, "healthz.json", vars))
+	resp = call(t, rt, fn, fixture(t, "healthz.json", vars))
 	assertStatus(t, "healthz after error", resp, http.StatusOK)
 
-	assertNoCanary(t, "function log", string(fn.stderr(t)))
+	assertNoCanary(t, "function log", string(fn.Stderr(t)))
 }
 
 // TestBootstrapFailsWithoutConfig checks that a misconfigured function exits
 // with a message naming what is missing, before it takes any invocation.
 func TestBootstrapFailsWithoutConfig(t *testing.T) {
-	bin := buildBootstrap(t)
-	rt := startRuntimeAPI(t)
-	fn := startProcess(t, bin, []string{"AWS_LAMBDA_RUNTIME_API=" + rt.addr, "HOME=" + t.TempDir()})
-	select {
-	case <-fn.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("bootstrap did not exit without its configuration")
-	}
+	bin := lambdatest.Build(t, ".")
+	rt := lambdatest.NewRuntime(t)
+	fn := lambdatest.Start(t, bin, []string{"AWS_LAMBDA_RUNTIME_API=" + rt.Addr(), "HOME=" + t.TempDir()})
+	err := fn.Wait(t)
 	var exitErr *exec.ExitError
-	if !errors.As(fn.err, &exitErr) || exitErr.ExitCode() != 1 {
-		t.Errorf("exit = %v, want exit status 1", fn.err)
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Errorf("exit = %v, want exit status 1", err)
 	}
-	stderr := string(fn.stderr(t))
+	stderr := string(fn.Stderr(t))
 	for _, name := range []string{"TABLE_NAME", "AUDIT_TABLE_NAME", "KMS_KEY_ID", "OIDC_ISSUER", "OIDC_AUDIENCE"} {
 		if !strings.Contains(stderr, name) {
 			t.Errorf("stderr does not name %s:\n%s", name, stderr)
 		}
 	}
-	if n := rt.nextCalls(); n != 0 {
+	if n := rt.NextCalls(); n != 0 {
 		t.Errorf("bootstrap asked for %d invocations before failing, want 0", n)
 	}
 }
@@ -250,36 +243,16 @@ func TestBootstrapFailsWithoutConfig(t *testing.T) {
 // TestDeployBinaryIsStaticARM64 builds the binary as `make build` does for
 // deployment and checks it is a static linux/arm64 executable.
 func TestDeployBinaryIsStaticARM64(t *testing.T) {
-	path := buildARM64(t)
-	f, err := elf.Open(path)
-	if err != nil {
-		t.Fatalf("open elf: %v", err)
-	}
-	defer f.Close()
-	if f.Machine != elf.EM_AARCH64 {
-		t.Errorf("machine = %v, want EM_AARCH64", f.Machine)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Error("binary has an ELF interpreter; provided.al2023 needs a static binary (CGO_ENABLED=0)")
-		}
-	}
-	if f.Section(".symtab") != nil {
-		t.Error("binary has a symbol table; want it stripped (-ldflags=-s -w)")
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("stripped linux/arm64 bootstrap: %d bytes (%.1f MiB)", st.Size(), float64(st.Size())/(1<<20))
+	size := lambdatest.AssertDeployBinary(t, lambdatest.BuildARM64(t, "."))
+	t.Logf("stripped linux/arm64 bootstrap: %d bytes (%.1f MiB)", size, float64(size)/(1<<20))
 }
 
 // BenchmarkColdStart starts a fresh bootstrap per iteration and times
 // process start to the first answered invocation (healthz, which needs no
 // AWS call, so moto is not needed). It also reports the deploy binary size.
 func BenchmarkColdStart(b *testing.B) {
-	size := fileSize(b, buildARM64(b))
-	bin := buildBootstrap(b)
+	size := fileSize(b, lambdatest.BuildARM64(b, "."))
+	bin := lambdatest.Build(b, ".")
 	iss := startIssuer(b)
 	healthz := fixture(b, "healthz.json", nil)
 	var total time.Duration
@@ -293,50 +266,19 @@ func BenchmarkColdStart(b *testing.B) {
 }
 
 func coldStart(b *testing.B, bin, issuer string, event []byte) time.Duration {
-	rt := newRuntimeAPI(b)
-	defer rt.close()
+	rt := lambdatest.NewRuntime(b)
+	defer rt.Close()
 	// Nothing listens on port 9: an AWS call at start-up would fail loudly.
-	env := append(lambdaEnv(b, rt, "http://127.0.0.1:9", issuer),
+	env := append(lambdaEnv(rt, "http://127.0.0.1:9", issuer),
 		"TABLE_NAME=t", "AUDIT_TABLE_NAME=a", "KMS_KEY_ID=k")
-	id := rt.enqueue(b, event)
-	fn := runProcess(b, bin, env)
-	defer fn.kill()
-	out := rt.wait(b, id, fn)
+	id := rt.Enqueue(b, event)
+	fn := lambdatest.Start(b, bin, env)
+	defer fn.Kill()
+	out := rt.Wait(b, fn, id)
 	if resp := decodeResponse(b, out); resp.StatusCode != http.StatusOK {
 		b.Fatalf("healthz: status %d: %s", resp.StatusCode, resp.Body)
 	}
-	return out.at.Sub(fn.started)
-}
-
-// --- the function process ---
-
-// buildBootstrap builds the function for the host, as the deploy build does
-// but without cross-compiling or stripping, so the test can run it.
-func buildBootstrap(t testing.TB) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "bootstrap")
-	goBuild(t, []string{"CGO_ENABLED=0"}, "-tags", "lambda.norpc", "-o", out, ".")
-	return out
-}
-
-// buildARM64 builds the deploy binary as the Makefile does.
-func buildARM64(t testing.TB) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "bootstrap")
-	goBuild(t, []string{"GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0"},
-		"-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-	return out
-}
-
-func goBuild(t testing.TB, env []string, args ...string) {
-	t.Helper()
-	// go test puts $GOROOT/bin first on PATH, so this is the go running us.
-	// No VCS stamp: it fails in checkouts git deems of "dubious ownership".
-	cmd := exec.Command("go", append([]string{"build", "-buildvcs=false"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %v: %v\n%s", env, err, out)
-	}
+	return out.At.Sub(fn.Started)
 }
 
 func fileSize(t testing.TB, path string) int64 {
@@ -348,239 +290,20 @@ func fileSize(t testing.TB, path string) int64 {
 	return st.Size()
 }
 
-// lambdaEnv is the environment Lambda gives a provided.al2023 function,
-// with AWS pointed at endpoint and no host AWS configuration leaking in.
-func lambdaEnv(t testing.TB, rt *runtimeAPI, endpoint, issuer string) []string {
-	home := t.TempDir()
-	return []string{
-		"AWS_LAMBDA_RUNTIME_API=" + rt.addr,
-		"AWS_LAMBDA_FUNCTION_NAME=escrow-api",
-		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
-		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256",
-		"AWS_REGION=" + awstest.Region,
-		"AWS_ACCESS_KEY_ID=testing",
-		"AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_ENDPOINT_URL=" + endpoint,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE=" + filepath.Join(home, "aws-config"),
-		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "aws-credentials"),
-		"HOME=" + home,
-		"OIDC_ISSUER=" + issuer,
-		"OIDC_AUDIENCE=" + audience,
-	}
-}
-
-type process struct {
-	cmd     *exec.Cmd
-	started time.Time
-	exited  chan struct{}
-	err     error // valid after exited is closed
-	logPath string
-}
-
-// startProcess starts bin and kills it when the test ends.
-func startProcess(t *testing.T, bin string, env []string) *process {
-	p := runProcess(t, bin, env)
-	t.Cleanup(p.kill)
-	return p
-}
-
-func runProcess(t testing.TB, bin string, env []string) *process {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), "stderr.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close() // the child holds its own descriptor
-	cmd := exec.Command(bin)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	p := &process{cmd: cmd, exited: make(chan struct{}), logPath: logPath}
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start bootstrap: %v", err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	return p
-}
-
-func (p *process) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-func (p *process) stderr(t testing.TB) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// --- the Runtime API emulation ---
-
-// runtimeAPI emulates the parts of the Lambda Runtime API a function uses
-// (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html): it hands
-// out queued events on /next and collects what the function posts back.
-type runtimeAPI struct {
-	srv  *httptest.Server
-	addr string // host:port, the value of AWS_LAMBDA_RUNTIME_API
-
-	queue   chan invocation
-	closing chan struct{}
-
-	mu      sync.Mutex
-	seq     int
-	nexts   int
-	results map[string]chan outcome
-}
-
-type invocation struct {
-	id      string
-	payload []byte
-}
-
-// outcome is what the function posted for one invocation.
-type outcome struct {
-	at      time.Time
-	failed  bool // posted to /error (or /runtime/init/error)
-	errType string
-	body    []byte
-}
-
-// startRuntimeAPI starts the emulation and stops it when the test ends.
-func startRuntimeAPI(t *testing.T) *runtimeAPI {
-	rt := newRuntimeAPI(t)
-	t.Cleanup(rt.close)
-	return rt
-}
-
-func newRuntimeAPI(t testing.TB) *runtimeAPI {
-	rt := &runtimeAPI{
-		queue:   make(chan invocation, 16),
-		closing: make(chan struct{}),
-		results: map[string]chan outcome{},
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", rt.next)
-	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", func(w http.ResponseWriter, r *http.Request) {
-		rt.finish(w, r, r.PathValue("id"), false)
-	})
-	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/error", func(w http.ResponseWriter, r *http.Request) {
-		rt.finish(w, r, r.PathValue("id"), true)
-	})
-	mux.HandleFunc("POST /2018-06-01/runtime/init/error", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		t.Logf("runtime init error (%s): %s", r.Header.Get("Lambda-Runtime-Function-Error-Type"), body)
-		w.WriteHeader(http.StatusAccepted)
-		_, _ = io.WriteString(w, `{"status":"OK"}`)
-	})
-	rt.srv = httptest.NewServer(mux)
-	rt.addr = strings.TrimPrefix(rt.srv.URL, "http://")
-	return rt
-}
-
-func (rt *runtimeAPI) close() {
-	close(rt.closing)
-	rt.srv.Close()
-}
-
-// next blocks until an event is queued, like the real endpoint.
-func (rt *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
-	rt.mu.Lock()
-	rt.nexts++
-	rt.mu.Unlock()
-	select {
-	case inv := <-rt.queue:
-		h := w.Header()
-		h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
-		h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(10*time.Second).UnixMilli(), 10))
-		h.Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:escrow-api")
-		h.Set("Lambda-Runtime-Trace-Id", "Root=1-67405a2c-3f1e2d3c4b5a69788796a5b4;Parent=53995c3f42cd8ad8;Sampled=0")
-		h.Set("Content-Type", "application/json")
-		_, _ = w.Write(inv.payload)
-	case <-r.Context().Done():
-	case <-rt.closing:
-		http.Error(w, "shutting down", http.StatusGone)
-	}
-}
-
-func (rt *runtimeAPI) finish(w http.ResponseWriter, r *http.Request, id string, failed bool) {
-	body, err := io.ReadAll(r.Body)
-	at := time.Now()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	rt.mu.Lock()
-	ch, ok := rt.results[id]
-	delete(rt.results, id)
-	rt.mu.Unlock()
-	if !ok {
-		http.Error(w, `{"errorType":"InvalidRequestID"}`, http.StatusBadRequest)
-		return
-	}
-	// The error type travels as a trailer (read after the body) or header.
-	errType := r.Trailer.Get("Lambda-Runtime-Function-Error-Type")
-	if errType == "" {
-		var e struct{ ErrorType string }
-		_ = json.Unmarshal(body, &e)
-		errType = e.ErrorType
-	}
-	ch <- outcome{at: at, failed: failed, errType: errType, body: body}
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = io.WriteString(w, `{"status":"OK"}`)
-}
-
-// enqueue queues an event and returns its request id.
-func (rt *runtimeAPI) enqueue(t testing.TB, payload []byte) string {
-	t.Helper()
-	rt.mu.Lock()
-	rt.seq++
-	id := fmt.Sprintf("8f5a3c1e-0000-4000-8000-%012d", rt.seq)
-	rt.results[id] = make(chan outcome, 1)
-	rt.mu.Unlock()
-	select {
-	case rt.queue <- invocation{id: id, payload: payload}:
-	default:
-		t.Fatal("runtime API queue is full")
-	}
-	return id
-}
-
-// wait returns the outcome of invocation id, failing if the function exits
-// or does not answer in time.
-func (rt *runtimeAPI) wait(t testing.TB, id string, fn *process) outcome {
-	t.Helper()
-	rt.mu.Lock()
-	ch := rt.results[id]
-	rt.mu.Unlock()
-	select {
-	case out := <-ch:
-		return out
-	case <-fn.exited:
-		t.Fatalf("bootstrap exited (%v) before answering %s:\n%s", fn.err, id, fn.stderr(t))
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no answer to %s within 30s:\n%s", id, fn.stderr(t))
-	}
-	return outcome{}
+// lambdaEnv is the environment Lambda gives the function, with AWS pointed
+// at endpoint, plus the api's OIDC settings.
+func lambdaEnv(rt *lambdatest.Runtime, endpoint, issuer string) []string {
+	return append(rt.Env(),
+		"AWS_ENDPOINT_URL="+endpoint,
+		"OIDC_ISSUER="+issuer,
+		"OIDC_AUDIENCE="+audience,
+	)
 }
 
 // call invokes the function with event and returns its HTTP response.
-func (rt *runtimeAPI) call(t testing.TB, fn *process, event []byte) events.APIGatewayV2HTTPResponse {
+func call(t testing.TB, rt *lambdatest.Runtime, fn *lambdatest.Process, event []byte) events.APIGatewayV2HTTPResponse {
 	t.Helper()
-	return decodeResponse(t, rt.wait(t, rt.enqueue(t, event), fn))
-}
-
-func (rt *runtimeAPI) nextCalls() int {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.nexts
+	return decodeResponse(t, rt.Invoke(t, fn, event))
 }
 
 // --- fixtures and assertions ---
@@ -602,14 +325,14 @@ func fixture(t testing.TB, name string, vars map[string]string) []byte {
 	return []byte(s)
 }
 
-func decodeResponse(t testing.TB, out outcome) events.APIGatewayV2HTTPResponse {
+func decodeResponse(t testing.TB, out lambdatest.Outcome) events.APIGatewayV2HTTPResponse {
 	t.Helper()
-	if out.failed {
-		t.Fatalf("function error %s: %s", out.errType, out.body)
+	if out.Failed {
+		t.Fatalf("function error %s: %s", out.ErrorType, out.Body)
 	}
 	var resp events.APIGatewayV2HTTPResponse
-	if err := json.Unmarshal(out.body, &resp); err != nil {
-		t.Fatalf("decode response %s: %v", out.body, err)
+	if err := json.Unmarshal(out.Body, &resp); err != nil {
+		t.Fatalf("decode response %s: %v", out.Body, err)
 	}
 	return resp
 }

@@ -36,6 +36,14 @@ type Config struct {
 	PublicURL string
 	// Workflow, if set, runs each request's state machine.
 	Workflow escrow.Workflow
+	// Tickets, if set, validates the tickets that policies require.
+	Tickets TicketLookup
+}
+
+// TicketLookup finds a ticket in a configured system ("" = the default);
+// any error means the ticket is not validated.
+type TicketLookup interface {
+	Lookup(ctx context.Context, system, number string) (*escrow.Ticket, error)
 }
 
 // Service implements the access request use cases.
@@ -50,12 +58,14 @@ type Service struct {
 	publicURL string
 	workflow  escrow.Workflow
 	rec       *audit.Recorder
+	tickets   TicketLookup
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
 	s := &Service{store: cfg.Store, requests: cfg.Requests, clock: cfg.Clock, logger: cfg.Logger,
-		notifier: cfg.Notifier, directory: cfg.Directory, publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), workflow: cfg.Workflow}
+		notifier: cfg.Notifier, directory: cfg.Directory, publicURL: strings.TrimSuffix(cfg.PublicURL, "/"), workflow: cfg.Workflow,
+		tickets: cfg.Tickets}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
 	}
@@ -125,6 +135,9 @@ type RequestInput struct {
 	End      time.Time
 	Duration time.Duration
 	Comment  string
+	// Ticket is the change or incident number the policy may require; if
+	// empty, the comment is taken as the number.
+	Ticket string
 }
 
 // Request files an access request. The caller must hold the ACL
@@ -158,9 +171,30 @@ func (s *Service) request(ctx context.Context, in RequestInput, rec *escrow.Audi
 		pol = &escrow.Policy{}
 	}
 	now := s.clock.Now()
+	var tk *escrow.Ticket
+	if pol.Ticket != nil {
+		if tk, err = s.lookupTicket(ctx, pol.Ticket, in); err != nil {
+			return nil, err
+		}
+		rec.Ticket = tk.Number
+		if pol.Ticket.WindowFromTicket {
+			// The change's planned window is the access window (from now
+			// if it has begun).
+			in.Start, in.End, in.Duration = tk.PlannedStart, tk.PlannedEnd, 0
+			if in.Start.Before(now) {
+				in.Start = time.Time{}
+			}
+		}
+	}
 	r, err := escrow.NewRequest(p, sec, pol, from, in.Access, in.Start, in.End, in.Duration, in.Comment, now)
 	if err != nil {
 		return nil, err
+	}
+	if tk != nil {
+		if err := pol.Ticket.Check(tk, r.Requester, sec, r.Start, r.End); err != nil {
+			return nil, err
+		}
+		r.Ticket, r.TicketInfo = tk.Number, tk
 	}
 	r.ID = escrow.NewID(now)
 	rec.Target = "request:" + r.ID
@@ -169,9 +203,49 @@ func (s *Service) request(ctx context.Context, in RequestInput, rec *escrow.Audi
 	if err := s.requests.CreateRequest(ctx, r, rec); err != nil {
 		return nil, internal("create request", err)
 	}
-	s.notifyApprovers(ctx, r)
+	if pol.Ticket != nil && pol.Ticket.Standalone {
+		if err := s.approveByTicket(ctx, r); err != nil {
+			return nil, err
+		}
+	} else {
+		s.notifyApprovers(ctx, r)
+	}
 	s.startWorkflow(ctx, r)
 	return r.Public(), nil
+}
+
+// lookupTicket validates that the request names a ticket its system knows.
+func (s *Service) lookupTicket(ctx context.Context, rule *escrow.TicketRule, in RequestInput) (*escrow.Ticket, error) {
+	number := strings.TrimSpace(in.Ticket)
+	if number == "" {
+		number = strings.TrimSpace(in.Comment)
+	}
+	if number == "" || strings.ContainsAny(number, " \t\n") {
+		return nil, escrow.Errorf(escrow.CodeInvalid, "the policy requires a change or incident ticket number (escrow request --ticket CHG...)")
+	}
+	if s.tickets == nil {
+		return nil, escrow.Errorf(escrow.CodeUnavailable, "the policy requires a ticket, but no ticket system is configured")
+	}
+	return s.tickets.Lookup(ctx, rule.System, number)
+}
+
+// approveByTicket grants a request whose validated ticket stands in for
+// approvers, in its own audited write.
+func (s *Service) approveByTicket(ctx context.Context, r *escrow.Request) error {
+	rec := s.record(ctx, ActionRequestApprove, "request:"+r.ID)
+	rec.SecretID, rec.Ticket = r.SecretID, r.Ticket
+	prev := r.Revision
+	g, err := r.ApproveByTicket(s.clock.Now())
+	if err != nil {
+		return s.fail(ctx, rec, err)
+	}
+	rec.Details = map[string]string{"request": r.ID, "by": "ticket", "ticket": r.Ticket, "grant": g.ID,
+		"start": g.Start.Format(time.RFC3339), "end": g.End.Format(time.RFC3339)}
+	if err := s.requests.UpdateRequest(ctx, r, prev, g, rec); err != nil {
+		return s.fail(ctx, rec, internal("approve by ticket", err))
+	}
+	s.notifyRequester(ctx, r, g, "")
+	return nil
 }
 
 // secret reads a secret and the folders above it, and checks the caller

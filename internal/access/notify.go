@@ -46,6 +46,16 @@ func (s *Service) notifyApprovers(ctx context.Context, r *escrow.Request) []stri
 	fmt.Fprintf(&b, "%s requests %s access to %s.\n\n", who(r.Requester), r.Access, r.SecretPath)
 	fmt.Fprintf(&b, "Window:     %s to %s (%s)\n", stamp(r.Start), stamp(r.End), r.End.Sub(r.Start))
 	fmt.Fprintf(&b, "Comment:    %s\n", orDash(r.Comment))
+	if t := r.TicketInfo; t != nil {
+		fmt.Fprintf(&b, "Ticket:     %s (%s, %s in %s): %s\n", t.Number, t.Kind, t.State, t.System, orDash(t.Summary))
+		if !t.PlannedStart.IsZero() {
+			fmt.Fprintf(&b, "            planned %s to %s; assigned to %s (%s)\n", stamp(t.PlannedStart), stamp(t.PlannedEnd),
+				orDash(t.Assignee), orDash(t.AssignmentGroup))
+		}
+		if t.URL != "" {
+			fmt.Fprintf(&b, "            %s\n", t.URL)
+		}
+	}
 	fmt.Fprintf(&b, "Step:       %d of %d%s: %d approval(s) from %s\n", r.Step+1, len(r.Policy.Approval.Steps),
 		stepName(step), step.Quorum, strings.Join(step.Approvers, ", "))
 	fmt.Fprintf(&b, "Decide by:  %s\n\n", stamp(r.ExpiresAt))

@@ -80,11 +80,14 @@ type Request struct {
 	Access     AccessKind `json:"access"`
 	// Start and End are the requested window; End = Start + duration when a
 	// duration was given. The grant's real window is GrantStart..GrantEnd.
-	Start   time.Time     `json:"start"`
-	End     time.Time     `json:"end"`
-	Comment string        `json:"comment,omitempty"`
-	Ticket  string        `json:"ticket,omitempty"`
-	Status  RequestStatus `json:"status"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Comment string    `json:"comment,omitempty"`
+	Ticket  string    `json:"ticket,omitempty"`
+	// TicketInfo is the ticket as its system described it when it was
+	// validated, for approvers and auditors.
+	TicketInfo *Ticket       `json:"ticketInfo,omitempty"`
+	Status     RequestStatus `json:"status"`
 	// Policy is the effective policy when the request was made, with
 	// approval.clockStarts made explicit; PolicyFrom says where it came
 	// from ("secret", "folder:/prod").
