@@ -15,7 +15,7 @@ import (
 func (a *app) auditCmd() *cobra.Command {
 	var (
 		actor, secret, action string
-		request               string
+		request, ticketNo     string
 		since, from, to       string
 		limit                 int
 	)
@@ -37,10 +37,11 @@ Only principals with the admin or auditor role may read the trail.`,
 		Example: `  escrow audit --since 24h
   escrow audit --secret /prod/db/admin --action secret.reveal
   escrow audit --actor bob --from 2026-11-01 --to 2026-12-01 -o json
-  escrow audit --request 01J...   # a request's whole trail: asked, decided, every reveal under its grant`,
+  escrow audit --request 01J...   # a request's whole trail: asked, decided, every reveal under its grant
+  escrow audit --ticket CHG0012345`,
 		Args: exactArgs(0, "no arguments (filter with flags)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := client.AuditQuery{Actor: actor, Action: action}
+			q := client.AuditQuery{Actor: actor, Action: action, Ticket: ticketNo}
 			now := time.Now()
 			if since != "" {
 				if from != "" {
@@ -152,6 +153,7 @@ Only principals with the admin or auditor role may read the trail.`,
 	f.StringVar(&secret, "secret", "", "only records about this secret (id or /path)")
 	f.StringVar(&action, "action", "", "only this action, like secret.reveal")
 	f.StringVar(&request, "request", "", "the trail of one access request (its id)")
+	f.StringVar(&ticketNo, "ticket", "", "only records under this change or incident number (by index)")
 	f.StringVar(&since, "since", "", "only records newer than this duration: 90m, 24h, 7d")
 	f.StringVar(&from, "from", "", "only records at or after this time (RFC 3339 or YYYY-MM-DD)")
 	f.StringVar(&to, "to", "", "only records before this time (RFC 3339 or YYYY-MM-DD)")

@@ -15,6 +15,7 @@ import (
 func (a *app) requestCmd() *cobra.Command {
 	var (
 		access, start, end, comment string
+		ticketNo                    string
 		dur                         time.Duration
 	)
 	cmd := &cobra.Command{
@@ -31,7 +32,7 @@ if the policy allows it.`,
   escrow request /prod/db/admin --access edit --until 2026-12-01T23:00:00Z --comment INC0000042`,
 		Args: secretArgs(1, "one SECRET (id or /path)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := &client.NewRequest{Access: escrow.AccessKind(access), Comment: comment}
+			req := &client.NewRequest{Access: escrow.AccessKind(access), Comment: comment, Ticket: ticketNo}
 			if !req.Access.Valid() {
 				return usagef("--access must be view, edit or checkout")
 			}
@@ -82,6 +83,7 @@ if the policy allows it.`,
 	cmd.Flags().StringVar(&start, "start", "", "start of the window (RFC 3339; default now)")
 	cmd.Flags().StringVar(&end, "until", "", "end of the window (RFC 3339), instead of --for")
 	cmd.Flags().StringVarP(&comment, "comment", "m", "", "why you need it (the policy may require a pattern)")
+	cmd.Flags().StringVar(&ticketNo, "ticket", "", "change or incident number the policy validates (default: the comment)")
 	return cmd
 }
 
@@ -151,6 +153,9 @@ func printRequest(a *app, r *escrow.Request) error {
 	t.row("Access:", string(r.Access))
 	t.row("Window:", fmtTime(r.Start)+" to "+fmtTime(r.End))
 	t.row("Comment:", r.Comment)
+	if tk := r.TicketInfo; tk != nil {
+		t.row("Ticket:", fmt.Sprintf("%s (%s, %s in %s) %s", tk.Number, tk.Kind, tk.State, tk.System, tk.Summary))
+	}
 	t.row("Policy:", r.PolicyFrom)
 	if r.Status == escrow.StatusPending {
 		t.row("Decide by:", fmtTime(r.ExpiresAt))

@@ -147,6 +147,7 @@ Environment:
 		a.cancelCmd(),
 		a.grantsCmd(),
 		a.revokeCmd(),
+		a.ticketSystemCmd(),
 		a.auditCmd(),
 	)
 	return root

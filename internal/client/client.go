@@ -181,6 +181,7 @@ type AuditQuery struct {
 	Actor    string
 	SecretID string
 	Action   string
+	Ticket   string
 	From, To time.Time
 	Cursor   string
 	Limit    int
@@ -418,6 +419,7 @@ func (c *Client) QueryAudit(ctx context.Context, aq AuditQuery) (*AuditPage, err
 	set(q, "actor", aq.Actor)
 	set(q, "secret", aq.SecretID)
 	set(q, "action", aq.Action)
+	set(q, "ticket", aq.Ticket)
 	if !aq.From.IsZero() {
 		q.Set("from", aq.From.UTC().Format(time.RFC3339Nano))
 	}

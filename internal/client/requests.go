@@ -17,6 +17,7 @@ type NewRequest struct {
 	End      *time.Time        `json:"end,omitempty"`
 	Duration string            `json:"duration,omitempty"`
 	Comment  string            `json:"comment,omitempty"`
+	Ticket   string            `json:"ticket,omitempty"`
 }
 
 // RequestAccess files an access request for a secret.
@@ -132,6 +133,41 @@ func (c *Client) RevokeGrant(ctx context.Context, id, comment string) (*escrow.G
 	var out escrow.Grant
 	if err := c.do(ctx, http.MethodPost, "/v1/grants/"+url.PathEscape(id)+"/revoke", nil,
 		map[string]string{"comment": comment}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// TicketSystems lists the configured ticket systems and the default.
+func (c *Client) TicketSystems(ctx context.Context) ([]*escrow.TicketSystemConfig, string, error) {
+	var out struct {
+		TicketSystems []*escrow.TicketSystemConfig `json:"ticketSystems"`
+		Default       string                       `json:"default"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/ticket-systems", nil, nil, &out); err != nil {
+		return nil, "", err
+	}
+	return out.TicketSystems, out.Default, nil
+}
+
+// PutTicketSystem creates or replaces a ticket system.
+func (c *Client) PutTicketSystem(ctx context.Context, cfg *escrow.TicketSystemConfig) (*escrow.TicketSystemConfig, error) {
+	var out escrow.TicketSystemConfig
+	if err := c.do(ctx, http.MethodPut, "/v1/ticket-systems/"+url.PathEscape(cfg.Name), nil, cfg, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetDefaultTicketSystem makes name the default.
+func (c *Client) SetDefaultTicketSystem(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodPost, "/v1/ticket-systems/"+url.PathEscape(name)+"/default", nil, map[string]string{}, nil)
+}
+
+// TestTicketSystem looks a ticket up for real.
+func (c *Client) TestTicketSystem(ctx context.Context, name, number string) (*escrow.Ticket, error) {
+	var out escrow.Ticket
+	if err := c.do(ctx, http.MethodPost, "/v1/ticket-systems/"+url.PathEscape(name)+"/test", nil, map[string]string{"number": number}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

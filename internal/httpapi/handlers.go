@@ -285,7 +285,7 @@ func (a *api) setFolderACL(w http.ResponseWriter, r *http.Request) error {
 
 func (a *api) queryAudit(w http.ResponseWriter, r *http.Request) error {
 	p := r.URL.Query()
-	q := escrow.AuditQuery{Actor: p.Get("actor"), SecretID: p.Get("secret"), Action: p.Get("action"), Cursor: p.Get("cursor")}
+	q := escrow.AuditQuery{Actor: p.Get("actor"), SecretID: p.Get("secret"), Action: p.Get("action"), Ticket: p.Get("ticket"), Cursor: p.Get("cursor")}
 	var err error
 	if q.From, err = timeParam(p.Get("from"), "from"); err != nil {
 		return err

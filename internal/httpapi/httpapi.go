@@ -21,6 +21,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/secrets"
+	"github.com/escrow-pam/escrow/internal/ticketing"
 )
 
 // Authenticator verifies a bearer token. Errors carry escrow codes
@@ -33,6 +34,7 @@ type Authenticator interface {
 type Config struct {
 	Secrets *secrets.Service
 	Access  *access.Service
+	Tickets *ticketing.Service
 	Auth    Authenticator
 	Logger  *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
@@ -43,10 +45,11 @@ type Config struct {
 const maxBody = 1 << 20
 
 type api struct {
-	svc    *secrets.Service
-	access *access.Service
-	auth   Authenticator
-	logger *slog.Logger
+	svc     *secrets.Service
+	access  *access.Service
+	tickets *ticketing.Service
+	auth    Authenticator
+	logger  *slog.Logger
 }
 
 // route is one entry of the API; the table is also checked against the
@@ -83,11 +86,15 @@ var routes = []route{
 	{"POST", "/v1/requests/{id}/cancel", true, (*api).cancelRequest},
 	{"GET", "/v1/grants", true, (*api).listGrants},
 	{"POST", "/v1/grants/{id}/revoke", true, (*api).revokeGrant},
+	{"GET", "/v1/ticket-systems", true, (*api).listTicketSystems},
+	{"PUT", "/v1/ticket-systems/{name}", true, (*api).putTicketSystem},
+	{"POST", "/v1/ticket-systems/{name}/default", true, (*api).defaultTicketSystem},
+	{"POST", "/v1/ticket-systems/{name}/test", true, (*api).testTicketSystem},
 }
 
 // New returns the API handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Secrets, access: cfg.Access, auth: cfg.Auth, logger: cfg.Logger}
+	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, auth: cfg.Auth, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}

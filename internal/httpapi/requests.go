@@ -14,6 +14,7 @@ type requestRequest struct {
 	End      *time.Time        `json:"end"`
 	Duration *escrow.Duration  `json:"duration"`
 	Comment  string            `json:"comment"`
+	Ticket   string            `json:"ticket"`
 }
 
 func (a *api) createRequest(w http.ResponseWriter, r *http.Request) error {
@@ -21,7 +22,7 @@ func (a *api) createRequest(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	in := access.RequestInput{SecretID: r.PathValue("id"), Access: req.Access, Comment: req.Comment}
+	in := access.RequestInput{SecretID: r.PathValue("id"), Access: req.Access, Comment: req.Comment, Ticket: req.Ticket}
 	if in.Access == "" {
 		in.Access = escrow.AccessView
 	}
