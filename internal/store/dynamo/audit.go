@@ -43,9 +43,9 @@ type auditRow struct {
 	it  item
 }
 
-// QueryAudit picks the most selective index (bySecret, then byActor, then
-// byAction) and filters the other fields; with none of them it walks the
-// day partitions newest first. From and To bound the ULID sort key; the
+// QueryAudit picks the most selective index (byTicket, then bySecret, then
+// byActor, then byAction) and filters the other fields; with none of them
+// it walks the day partitions newest first. From and To bound the ULID sort key; the
 // record's own time then makes the bounds exact. See escrow.AuditLog.
 func (st *Store) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.AuditPage, error) {
 	limit := pageLimit(q.Limit)
@@ -57,6 +57,8 @@ func (st *Store) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.Au
 	}
 	var index, hashAttr, hash string
 	switch {
+	case q.Ticket != "":
+		index, hashAttr, hash = idxByTicket, "ticket", q.Ticket
 	case q.SecretID != "":
 		index, hashAttr, hash = idxBySecret, "secretId", q.SecretID
 	case q.Actor != "":
@@ -80,6 +82,7 @@ func (st *Store) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.Au
 			in.ExpressionAttributeValues[":"+attr] = s(v)
 		}
 	}
+	filter("secretId", q.SecretID)
 	filter("actor", q.Actor)
 	filter("action", q.Action)
 	if len(filters) > 0 {

@@ -115,3 +115,10 @@ func TestRequestConformance(t *testing.T) {
 		return New(client, newTables(t, client))
 	})
 }
+
+func TestTicketSystemConformance(t *testing.T) {
+	client, _ := newClient(t)
+	storetest.RunTicketSystems(t, func(t *testing.T) storetest.TicketBackend {
+		return New(client, newTables(t, client))
+	})
+}

@@ -33,6 +33,7 @@ const (
 	idxByActor     = "byActor"
 	idxBySecret    = "bySecret"
 	idxByAction    = "byAction"
+	idxByTicket    = "byTicket"
 )
 
 type item = map[string]types.AttributeValue

@@ -58,9 +58,11 @@ func gsi(name, hash, rng string) types.GlobalSecondaryIndex {
 }
 
 // mainKeyAttrs are the key attributes of the main table and its indexes;
-// the second line is those of requests and grants (requests.go).
+// the second line is those of requests and grants (requests.go), the third
+// those of configuration items (ticketsystems.go).
 var mainKeyAttrs = []string{"pk", "sk", "fpk", "fsk", "ppk", "psk", "gpk", "gsk",
-	"rpk", "rspk", "stpk", "apk", "csk", "gepk", "gesk", "gspk", "gxpk", "opk"}
+	"rpk", "rspk", "stpk", "apk", "csk", "gepk", "gesk", "gspk", "gxpk", "opk",
+	"kpk", "ksk"}
 
 func mainTable(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
@@ -81,6 +83,8 @@ func mainTable(name string) *dynamodb.CreateTableInput {
 			gsi(idxByGrantSubject, "gspk", "csk"),
 			gsi(idxByGrantSecret, "gxpk", "csk"),
 			gsi(idxOpenGrants, "opk", "csk"),
+			// Configuration items by kind, then name (ticketsystems.go).
+			gsi(idxByKind, "kpk", "ksk"),
 		},
 	}
 }
@@ -89,12 +93,14 @@ func auditTable(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
 		BillingMode:          types.BillingModePayPerRequest,
-		AttributeDefinitions: attrS("pk", "sk", "actor", "secretId", "action"),
+		AttributeDefinitions: attrS("pk", "sk", "actor", "secretId", "action", "ticket"),
 		KeySchema:            keySchema("pk", "sk"),
 		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
 			gsi(idxByActor, "actor", "sk"),
 			gsi(idxBySecret, "secretId", "sk"),
 			gsi(idxByAction, "action", "sk"),
+			// Sparse: only records with a ticket number.
+			gsi(idxByTicket, "ticket", "sk"),
 		},
 		StreamSpecification: &types.StreamSpecification{
 			StreamEnabled:  aws.Bool(true),

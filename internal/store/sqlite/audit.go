@@ -17,6 +17,7 @@ const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // auditRow is an audit record encoded for the audit table.
 type auditRow struct {
 	id, actor, action, secretID string
+	ticket                      any // NULL when the record has none: the ticket index is partial
 	record                      []byte
 }
 
@@ -33,7 +34,11 @@ func encodeAudit(rec *escrow.AuditRecord) (auditRow, error) {
 	if err != nil {
 		return auditRow{}, fmt.Errorf("encode audit record: %w", err)
 	}
-	return auditRow{id: rec.ID, actor: rec.Actor.Subject, action: rec.Action, secretID: rec.SecretID, record: b}, nil
+	a := auditRow{id: rec.ID, actor: rec.Actor.Subject, action: rec.Action, secretID: rec.SecretID, record: b}
+	if rec.Ticket != "" {
+		a.ticket = rec.Ticket
+	}
+	return a, nil
 }
 
 // validID reports whether id has escrow.NewID's shape, which the time
@@ -51,7 +56,7 @@ func validID(id string) bool {
 }
 
 func (w *writer) insertAudit(a auditRow) error {
-	if _, err := w.st.insAudit.ExecContext(w.ctx, a.id, a.actor, a.action, a.secretID, a.record); err != nil {
+	if _, err := w.st.insAudit.ExecContext(w.ctx, a.id, a.actor, a.action, a.secretID, a.ticket, a.record); err != nil {
 		return mapWriteErr("insert audit record", err)
 	}
 	return nil
@@ -71,31 +76,44 @@ const (
 	byActor = 1 << iota
 	bySecret
 	byAction
+	byTicket
 )
 
 func (s *Store) prepareAudit(ctx context.Context) error {
 	for bits := range s.audit {
-		var where []string
-		if bits&byActor != 0 {
-			where = append(where, "actor = ?")
-		}
-		if bits&bySecret != 0 {
-			where = append(where, "secret_id = ?")
-		}
-		if bits&byAction != 0 {
-			where = append(where, "action = ?")
-		}
-		// IDs start with their millisecond, so an id range is a time range
-		// and every query walks an (x, id) index backwards.
-		where = append(where, "id >= ?", "id < ?")
-		q := "SELECT record FROM audit WHERE " + strings.Join(where, " AND ") + " ORDER BY id DESC LIMIT ?"
-		st, err := s.rdb.PrepareContext(ctx, q)
+		st, err := s.rdb.PrepareContext(ctx, auditSQL(bits))
 		if err != nil {
 			return unavailable("prepare audit query", err)
 		}
 		s.audit[bits] = st
 	}
 	return nil
+}
+
+// auditSQL is the query of one combination of filter bits. Its arguments
+// are the filters' values in bit order, then the id range and the limit.
+func auditSQL(bits int) string {
+	var where []string
+	if bits&byActor != 0 {
+		where = append(where, "actor = ?")
+	}
+	if bits&bySecret != 0 {
+		where = append(where, "secret_id = ?")
+	}
+	if bits&byAction != 0 {
+		where = append(where, "action = ?")
+	}
+	from := "audit"
+	if bits&byTicket != 0 {
+		// A ticket number is the most selective filter there is: walk its
+		// index (preparing fails if SQLite cannot) and filter the rest.
+		where = append(where, "ticket = ?")
+		from = "audit INDEXED BY audit_ticket"
+	}
+	// IDs start with their millisecond, so an id range is a time range and
+	// every query walks an (x, id) index backwards.
+	where = append(where, "id >= ?", "id < ?")
+	return "SELECT record FROM " + from + " WHERE " + strings.Join(where, " AND ") + " ORDER BY id DESC LIMIT ?"
 }
 
 // timePrefix returns the ID prefix (10 characters: 48 bits of
@@ -136,7 +154,7 @@ func (s *Store) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.Aud
 	limit := pageLimit(q.Limit)
 
 	bits := 0
-	args := make([]any, 0, 6)
+	args := make([]any, 0, 7)
 	if q.Actor != "" {
 		bits |= byActor
 		args = append(args, q.Actor)
@@ -148,6 +166,10 @@ func (s *Store) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.Aud
 	if q.Action != "" {
 		bits |= byAction
 		args = append(args, q.Action)
+	}
+	if q.Ticket != "" {
+		bits |= byTicket
+		args = append(args, q.Ticket)
 	}
 	args = append(args, lo, hi, limit+1)
 

@@ -55,6 +55,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	if err := s.prepareExecutions(ctx); err != nil {
 		return err
 	}
+	if err := s.prepareTicketSystems(ctx); err != nil {
+		return err
+	}
 	return s.prepareAudit(ctx)
 }
 

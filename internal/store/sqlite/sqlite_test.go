@@ -93,6 +93,13 @@ func TestRequestConformance(t *testing.T) {
 	})
 }
 
+func TestTicketSystemConformance(t *testing.T) {
+	storetest.RunTicketSystems(t, func(t *testing.T) storetest.TicketBackend {
+		s, _ := open(t)
+		return s
+	})
+}
+
 var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 func newRecord(i int) *escrow.AuditRecord {
@@ -276,6 +283,59 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if s, err := Open(t.Context(), path); err == nil {
 		s.Close()
 		t.Fatal("Open succeeded on a database from a newer version")
+	}
+}
+
+// TestAuditTicketMigration upgrades a database whose audit table predates
+// the ticket column: its rows keep a NULL ticket (so only records written
+// since are found by ticket), and every record still reads back whole.
+func TestAuditTicketMigration(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "escrow.db")
+	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "ADD COLUMN ticket") })
+	if before < 0 {
+		t.Fatal("no migration adds the audit ticket column")
+	}
+	db := rawDB(t, path)
+	for i, m := range migrations[:before] {
+		if _, err := db.ExecContext(ctx, m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
+		t.Fatal(err)
+	}
+	old := newRecord(0)
+	old.Ticket = "CHG1"
+	b, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO audit (id, actor, action, secret_id, record) VALUES (?, ?, ?, '', ?)",
+		old.ID, old.Actor.Subject, old.Action, b); err != nil {
+		t.Fatalf("insert old record: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	rec := newRecord(1)
+	rec.Ticket = "CHG1"
+	if err := s.Append(ctx, rec); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	all, err := s.QueryAudit(ctx, escrow.AuditQuery{})
+	if err != nil || len(all.Records) != 2 || all.Records[1].Ticket != "CHG1" {
+		t.Fatalf("QueryAudit after migration = %+v, %v; want both records, tickets kept", all.Records, err)
+	}
+	byTicket, err := s.QueryAudit(ctx, escrow.AuditQuery{Ticket: "CHG1"})
+	if err != nil || len(byTicket.Records) != 1 || byTicket.Records[0].ID != rec.ID {
+		t.Errorf("QueryAudit(ticket) = %+v, %v; want only the record written since", byTicket.Records, err)
 	}
 }
 
@@ -541,6 +601,19 @@ func TestQueriesUseIndexes(t *testing.T) {
 		"SELECT record FROM audit WHERE secret_id = 'a' AND id >= '' AND id < 'Z' ORDER BY id DESC LIMIT 10",
 		"SELECT record FROM audit WHERE action = 'a' AND id >= '' AND id < 'Z' ORDER BY id DESC LIMIT 10",
 		"SELECT record FROM audit WHERE actor = 'a' AND secret_id = 'b' AND action = 'c' AND id >= '' AND id < 'Z' ORDER BY id DESC LIMIT 10",
+		"SELECT body FROM ticket_systems WHERE name = 'x'",
+		// (ListTicketSystems reads the whole table, in key order, by design.)
+		"SELECT value FROM settings WHERE name = 'x'",
+		"UPDATE ticket_systems SET revision = 2 WHERE name = 'x' AND revision = 1",
+	}
+	// The prepared audit queries themselves, with every filter set: the
+	// ticket ones must walk audit_ticket (the plan names it).
+	for bits := range 16 {
+		q := strings.ReplaceAll(strings.Replace(auditSQL(bits), "LIMIT ?", "LIMIT 10", 1), "?", "'x'")
+		if bits&byTicket != 0 && !strings.Contains(explain(t, db, q), "audit_ticket") {
+			t.Errorf("%s\n  plan: %q, want the audit_ticket index", q, explain(t, db, q))
+		}
+		queries = append(queries, q)
 	}
 	for _, q := range queries {
 		rows, err := db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q)
@@ -563,6 +636,29 @@ func TestQueriesUseIndexes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// explain returns the query plan of q, one detail per line.
+func explain(t *testing.T, db *sql.DB, q string) string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q)
+	if err != nil {
+		t.Fatalf("explain %s: %v", q, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "\n")
 }
 
 // --- benchmarks ---

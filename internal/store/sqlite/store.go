@@ -43,9 +43,10 @@ type Store struct {
 	getSecret, getSecretByPath, getVersion, listVersions *sql.Stmt
 	listFolder, listRange                                *sql.Stmt
 	getFolders, listGrants                               multiQuery
-	audit                                                [8]*sql.Stmt // by auditFilter bits
+	audit                                                [16]*sql.Stmt // by audit filter bits
 	req                                                  requestStmts
 	exe                                                  execStmts
+	tsys                                                 ticketStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -309,6 +310,25 @@ CREATE TABLE execution_tokens (
 	state        TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX execution_tokens_exec ON execution_tokens(execution_id);
+`, `
+-- 6: ticket system configurations, each kept whole as JSON (body), and
+-- settings: named singletons such as the default ticket system.
+CREATE TABLE ticket_systems (
+	name     TEXT PRIMARY KEY,
+	revision INTEGER NOT NULL,
+	body     BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE settings (
+	name  TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
+`, `
+-- 7: audit records by ticket number. Rows written before this migration
+-- keep NULL (their ticket stays in the record). The index is partial: most
+-- records carry no ticket, and "ticket = ?" implies NOT NULL.
+ALTER TABLE audit ADD COLUMN ticket TEXT;
+CREATE INDEX audit_ticket ON audit(ticket, id) WHERE ticket IS NOT NULL;
 `}
 
 // migrate applies the migrations the database lacks, each in its own

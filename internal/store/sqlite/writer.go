@@ -44,6 +44,8 @@ type writeStmts struct {
 	insExec, updExec, hasExec          *sql.Stmt
 	delExecTimers, insExecTimer        *sql.Stmt
 	delExecTokens, insExecToken        *sql.Stmt
+	insTicketSys, updTicketSys         *sql.Stmt
+	putSetting, delSetting             *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -96,7 +98,7 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.updFolder, "UPDATE folders SET acl = ?, revision = ?, updated_by = ?, policy = ? WHERE path = ? AND revision = ?"},
 		{&w.st.delACL, "DELETE FROM acl WHERE target = ?"},
 		{&w.st.insACL, "INSERT INTO acl (principal, target, permission) VALUES (?, ?, ?)"},
-		{&w.st.insAudit, "INSERT INTO audit (id, actor, action, secret_id, record) VALUES (?, ?, ?, ?, ?)"},
+		{&w.st.insAudit, "INSERT INTO audit (id, actor, action, secret_id, ticket, record) VALUES (?, ?, ?, ?, ?, ?)"},
 		{&w.st.insRequest, `INSERT INTO requests (id, requester, secret_id, status, open, created_at, revision, body)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.updRequest, `UPDATE requests SET requester = ?, secret_id = ?, status = ?, open = ?, created_at = ?,
@@ -114,6 +116,10 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.insExecTimer, "INSERT INTO execution_timers (due, execution_id, frame, kind, due_at) VALUES (?, ?, ?, ?, ?)"},
 		{&w.st.delExecTokens, "DELETE FROM execution_tokens WHERE execution_id = ?"},
 		{&w.st.insExecToken, "INSERT INTO execution_tokens (token, execution_id, frame, state) VALUES (?, ?, ?, ?)"},
+		{&w.st.insTicketSys, "INSERT INTO ticket_systems (name, revision, body) VALUES (?, ?, ?)"},
+		{&w.st.updTicketSys, "UPDATE ticket_systems SET revision = ?, body = ? WHERE name = ? AND revision = ?"},
+		{&w.st.putSetting, "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2"},
+		{&w.st.delSetting, "DELETE FROM settings WHERE name = ?"},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 			{"Pagination", testAuditPagination},
 			{"DuplicateID", testAuditDuplicate},
 			{"MalformedCursor", testAuditBadCursor},
+			{"Tickets", testAuditTickets},
 		}},
 		{"Concurrency", []test{
 			{"UpdateRace", testUpdateRace},
@@ -1366,6 +1367,7 @@ func filterRecords(recs []*escrow.AuditRecord, q escrow.AuditQuery) []string {
 		if (q.Actor == "" || r.Actor.Subject == q.Actor) &&
 			(q.SecretID == "" || r.SecretID == q.SecretID) &&
 			(q.Action == "" || r.Action == q.Action) &&
+			(q.Ticket == "" || r.Ticket == q.Ticket) &&
 			(q.From.IsZero() || !r.Time.Before(q.From)) &&
 			(q.To.IsZero() || r.Time.Before(q.To)) {
 			out = append(out, r.ID)
@@ -1463,6 +1465,91 @@ func testAuditBadCursor(t *testing.T, b Backend) {
 	for _, cur := range []string{"not a cursor!", "%%%", "\x00\xff"} {
 		_, err := b.QueryAudit(t.Context(), escrow.AuditQuery{Cursor: cur})
 		wantErr(t, fmt.Sprintf("QueryAudit(cursor %q)", cur), err, escrow.ErrInvalid)
+	}
+}
+
+// testAuditTickets checks the Ticket filter: alone, with the other
+// filters, across pages, and that records without a ticket stay out of it
+// and come back without one.
+func testAuditTickets(t *testing.T, b Backend) {
+	// One record in three has no ticket; the period of 7 against the
+	// fixture's 3 actors, 4 actions and 5 secrets gives every combination.
+	tickets := []string{"CHG0001234", "INC0000042", "", "CHG0001234", "", "CHG-0001234", "INC0000042"}
+	actors := []*escrow.Principal{alice, {Subject: "bob"}, {Subject: "carol"}}
+	actions := []string{escrow.ActionSecretReveal, escrow.ActionSecretGet, escrow.ActionSecretUpdate, escrow.ActionAuditQuery}
+	secrets := []string{escrow.NewID(base), escrow.NewID(base.Add(time.Second)), "", "", ""}
+	recs := make([]*escrow.AuditRecord, 42)
+	for i := range recs {
+		now := base.Add(time.Duration(i)*(3*time.Hour+11*time.Minute) + time.Duration(i)*time.Millisecond)
+		ctx := ctxFor(t, actors[i%len(actors)])
+		rec := escrow.NewAuditRecord(ctx, now, actions[i%len(actions)], "")
+		rec.SecretID = secrets[i%len(secrets)]
+		rec.Ticket = tickets[i%len(tickets)]
+		if err := b.Append(ctx, rec); err != nil {
+			t.Fatalf("Append(%d): %v", i, err)
+		}
+		recs[i] = rec
+	}
+	ctx := t.Context()
+	at := func(i int) time.Time { return recs[i].Time }
+	chg, inc := tickets[0], tickets[1]
+	for _, q := range []escrow.AuditQuery{
+		{Ticket: chg},
+		{Ticket: inc},
+		{Ticket: tickets[5]}, // differs from chg by one character
+		{Ticket: "CHG000123"},
+		{Ticket: "NOPE"},
+		{Ticket: chg, Action: escrow.ActionSecretReveal},
+		{Ticket: inc, Action: escrow.ActionSecretGet},
+		{Ticket: chg, From: at(10)},
+		{Ticket: chg, To: at(30)},
+		{Ticket: chg, From: at(7), To: at(29)},
+		{Ticket: chg, From: at(7).Add(500 * time.Microsecond), To: at(28).Add(500 * time.Microsecond)},
+		{Ticket: inc, Action: escrow.ActionSecretUpdate, From: at(2), To: at(40)},
+		{Ticket: chg, Actor: "bob"},
+		{Ticket: inc, SecretID: recs[0].SecretID},
+		{Ticket: chg, Actor: "alice", SecretID: recs[1].SecretID, Action: escrow.ActionSecretGet},
+	} {
+		want := filterRecords(recs, q)
+		if got := auditIDs(allAudit(t, b, ctx, q)); !slices.Equal(got, want) {
+			t.Errorf("QueryAudit(%+v) = %v, want %v", q, got, want)
+		}
+	}
+	// The fixture must make the filters mean something.
+	for _, q := range []escrow.AuditQuery{{Ticket: chg}, {Ticket: chg, Action: escrow.ActionSecretReveal}, {Ticket: chg, From: at(7), To: at(29)}} {
+		if n, all := len(filterRecords(recs, q)), len(filterRecords(recs, escrow.AuditQuery{Ticket: q.Ticket})); n == 0 || (q.Action != "" || !q.From.IsZero()) && n >= all {
+			t.Fatalf("fixture gives %+v %d records; the test needs a selective filter", q, n)
+		}
+	}
+
+	// Pages, down to one record a page.
+	for _, q := range []escrow.AuditQuery{
+		{Ticket: chg, Limit: 1},
+		{Ticket: chg, Limit: 4},
+		{Ticket: inc, Action: escrow.ActionSecretGet, Limit: 1},
+		{Ticket: chg, From: at(5), To: at(35), Limit: 2},
+	} {
+		if got, want := auditIDs(allAudit(t, b, ctx, q)), filterRecords(recs, q); !slices.Equal(got, want) {
+			t.Errorf("QueryAudit(%+v) = %v, want %v", q, got, want)
+		}
+	}
+	p, err := b.QueryAudit(ctx, escrow.AuditQuery{Ticket: chg, Limit: 3})
+	if err != nil {
+		t.Fatalf("QueryAudit: %v", err)
+	}
+	if len(p.Records) != 3 || p.Next == "" {
+		t.Errorf("first page of 3 of ticket %s = %d records, Next %q; want 3 and a cursor", chg, len(p.Records), p.Next)
+	}
+
+	// Records with and without a ticket come back as written.
+	got := allAudit(t, b, ctx, escrow.AuditQuery{})
+	if len(got) != len(recs) {
+		t.Fatalf("QueryAudit = %d records, want %d", len(got), len(recs))
+	}
+	for i, r := range got {
+		if d := diffRecord(r, recs[len(recs)-1-i]); d != "" {
+			t.Errorf("record %d: %s", len(recs)-1-i, d)
+		}
 	}
 }
 
