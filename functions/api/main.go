@@ -28,6 +28,8 @@ import (
 	"github.com/escrow-pam/escrow/internal/notify/ses"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
+	"github.com/escrow-pam/escrow/internal/ticket/adapters"
+	"github.com/escrow-pam/escrow/internal/ticketing"
 	"github.com/escrow-pam/escrow/internal/workflow/sfn"
 )
 
@@ -59,16 +61,19 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("new verifier: %w", err)
 	}
 	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: env["TABLE_NAME"], Audit: env["AUDIT_TABLE_NAME"]})
+	keys := kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"])
 	svc := secrets.New(secrets.Config{
-		Store: store, Audit: store, Grants: store, Keys: kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"]),
+		Store: store, Audit: store, Grants: store, Keys: keys,
 		Clock: escrow.SystemClock{}, Logger: logger,
 	})
-	ac := access.Config{Store: store, Requests: store, Audit: store, Logger: logger, PublicURL: os.Getenv("PUBLIC_URL")}
+	tix := ticketing.New(ticketing.Config{Systems: store, Store: store, Keys: keys, Audit: store,
+		Factory: adapters.Factory(nil, logger), Logger: logger})
+	ac := access.Config{Store: store, Requests: store, Audit: store, Logger: logger, PublicURL: os.Getenv("PUBLIC_URL"), Tickets: tix}
 	if err := optional(cfg, &ac); err != nil {
 		return err
 	}
 	acc := access.New(ac)
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Auth: verifier, Logger: logger})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Auth: verifier, Logger: logger})
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
 	return nil
 }

@@ -30,6 +30,8 @@ import (
 	"github.com/escrow-pam/escrow/internal/notify/outbox"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/sqlite"
+	"github.com/escrow-pam/escrow/internal/ticket/adapters"
+	"github.com/escrow-pam/escrow/internal/ticketing"
 	localwf "github.com/escrow-pam/escrow/internal/workflow/local"
 	"github.com/escrow-pam/escrow/statemachines"
 )
@@ -133,9 +135,11 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("demo directory: %w", err)
 	}
+	tix := ticketing.New(ticketing.Config{Systems: store, Store: store, Keys: keys, Audit: store,
+		Factory: adapters.Factory(nil, cfg.Logger), Logger: cfg.Logger})
 	wf := localwf.New(statemachines.AccessRequest)
 	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger,
-		Notifier: box, Directory: dir, PublicURL: base, Workflow: wf})
+		Notifier: box, Directory: dir, PublicURL: base, Workflow: wf, Tickets: tix})
 	runner, err := newRunner(store, acc, cfg.Logger)
 	if err != nil {
 		store.Close()
@@ -161,7 +165,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(map[string]any{"messages": msgs})
 	})
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Auth: verifier, Logger: cfg.Logger, Dev: dev})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Auth: verifier, Logger: cfg.Logger, Dev: dev})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
