@@ -73,6 +73,9 @@ func setupServer(env *testscript.Env) error {
 		}
 		logf.Close()
 	})
+	snow := newServiceNow("escrow", "snow-canary-pw")
+	env.Defer(snow.Close)
+	env.Setenv("SNOW_URL", snow.URL)
 	env.Setenv("ESCROW_SERVER", srv.URL)
 	env.Setenv("ESCROW_CONFIG_DIR", filepath.Join(env.WorkDir, "config"))
 	for _, u := range []string{"alice", "bob", "carol", "admin", "auditor"} {

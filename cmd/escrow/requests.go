@@ -73,8 +73,13 @@ if the policy allows it.`,
 			if a.json() {
 				return writeJSON(a.stdout, r)
 			}
-			fmt.Fprintf(a.stdout, "Request %s: %s access to %s from %s to %s, pending approval (decide by %s).\n",
-				r.ID, r.Access, r.SecretPath, fmtTime(r.Start), fmtTime(r.End), fmtTime(r.ExpiresAt))
+			if r.Status == escrow.StatusPending {
+				fmt.Fprintf(a.stdout, "Request %s: %s access to %s from %s to %s, pending approval (decide by %s).\n",
+					r.ID, r.Access, r.SecretPath, fmtTime(r.Start), fmtTime(r.End), fmtTime(r.ExpiresAt))
+			} else {
+				fmt.Fprintf(a.stdout, "Request %s: %s access to %s is %s from %s to %s (validated ticket %s).\n",
+					r.ID, r.Access, r.SecretPath, r.Status, fmtTime(r.GrantStart), fmtTime(r.GrantEnd), r.Ticket)
+			}
 			return nil
 		},
 	}

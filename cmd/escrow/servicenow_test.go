@@ -1,0 +1,80 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+)
+
+// snowTicket is one ticket the ServiceNow-shaped test server knows.
+type snowTicket struct {
+	number, state, summary, assignee, email, group, ci string
+	start, end                                         time.Time
+}
+
+// newServiceNow serves the Table API as ServiceNow documents it
+// (sysparm_display_value=all: every field a {display_value, value} pair,
+// dates in UTC "2006-01-02 15:04:05"), for the ticket testscripts. It
+// refuses requests without the expected basic credentials.
+func newServiceNow(user, password string) *httptest.Server {
+	now := time.Now().UTC()
+	tickets := map[string]snowTicket{
+		"CHG0012345": {"CHG0012345", "Implement", "Orders DB index migration", "Alice Smith", "alice@example.com", "engineering", "orders-db", now.Add(-time.Hour), now.Add(8 * time.Hour)},
+		"CHG0099999": {"CHG0099999", "Closed", "Old change", "Bob Jones", "bob@example.com", "approvers", "orders-db", now.Add(-72 * time.Hour), now.Add(-48 * time.Hour)},
+	}
+	field := func(display, value string) map[string]string {
+		return map[string]string{"display_value": display, "value": value}
+	}
+	date := func(t time.Time) map[string]string {
+		v := t.Format("2006-01-02 15:04:05")
+		return field(v, v)
+	}
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		u, p, ok := r.BasicAuth()
+		if !ok || u != user || p != password {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"}`))
+			return
+		}
+		if r.Method == http.MethodPatch {
+			id := sysID("CHG0012345")
+			json.NewEncoder(w).Encode(map[string]any{"result": map[string]any{"sys_id": field(id, id)}})
+			return
+		}
+		if !strings.HasPrefix(r.URL.Path, "/api/now/table/") || r.URL.Query().Get("sysparm_display_value") != "all" {
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":{"message":"bad request"},"status":"failure"}`))
+			return
+		}
+		number := strings.TrimPrefix(r.URL.Query().Get("sysparm_query"), "number=")
+		t, ok := tickets[number]
+		if !ok || !strings.HasSuffix(r.URL.Path, "/change_request") {
+			w.Write([]byte(`{"result":[]}`))
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"result": []map[string]any{{
+			"sys_id":                field(sysID(t.number), sysID(t.number)),
+			"number":                field(t.number, t.number),
+			"state":                 field(t.state, "-1"),
+			"short_description":     field(t.summary, t.summary),
+			"assigned_to":           field(t.assignee, "u1"),
+			"assigned_to.user_name": field(strings.Split(t.email, "@")[0], strings.Split(t.email, "@")[0]),
+			"assigned_to.email":     field(t.email, t.email),
+			"assignment_group":      field(t.group, "g1"),
+			"start_date":            date(t.start),
+			"end_date":              date(t.end),
+			"cmdb_ci":               field(t.ci, "ci1"),
+		}}})
+	}))
+}
+
+// sysID is a ServiceNow-shaped sys_id (32 hex digits) for a number.
+func sysID(number string) string {
+	sum := sha256.Sum256([]byte(number))
+	return hex.EncodeToString(sum[:16])
+}
