@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/escrow"
@@ -38,9 +40,11 @@ type Client struct {
 // DefaultTimeout.
 func NewClient(baseURL string, hc *http.Client, timeout time.Duration, auth func(*http.Request)) (*Client, error) {
 	u, err := url.Parse(baseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, escrow.Errorf(escrow.CodeInvalid, "ticket system URL %q must be an absolute https URL", baseURL)
+	if err != nil || u.Host == "" || u.User != nil || (u.Scheme != "https" && !(u.Scheme == "http" && Loopback(u.Hostname()))) {
+		// The URL is not quoted: it might carry a password.
+		return nil, escrow.Errorf(escrow.CodeInvalid, "a ticket system URL must be an absolute https URL without credentials (http only on loopback)")
 	}
+	u.Path = strings.TrimRight(u.Path, "/")
 	if hc == nil {
 		hc = &http.Client{}
 	}
@@ -48,9 +52,11 @@ func NewClient(baseURL string, hc *http.Client, timeout time.Duration, auth func
 		timeout = DefaultTimeout
 	}
 	c := *hc
-	host := u.Host
+	host, scheme := u.Host, u.Scheme
 	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != host {
+		// Another host, or a downgrade to http, would carry the credentials
+		// where they must not go.
+		if req.URL.Host != host || req.URL.Scheme != scheme {
 			return errRedirect
 		}
 		if len(via) >= 5 {
@@ -109,7 +115,7 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		resp.Body.Close()
 		switch {
 		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-			wait := retryAfter(resp.Header.Get("Retry-After"), backoff)
+			wait := max(retryAfter(resp.Header.Get("Retry-After"), backoff, c.timeout), backoff)
 			if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
 				return escrow.Errorf(escrow.CodeUnavailable, "the ticket system is busy (HTTP %d) and did not recover within %s", resp.StatusCode, c.timeout)
 			}
@@ -145,12 +151,30 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	}
 }
 
-func retryAfter(h string, fallback time.Duration) time.Duration {
-	if s, err := strconv.Atoi(h); err == nil && s >= 0 && s < 60 {
-		return time.Duration(s) * time.Second
+// retryAfter reads Retry-After (seconds, or an HTTP date); a wait it asks
+// for beyond limit makes the caller give up rather than wait.
+func retryAfter(h string, fallback, limit time.Duration) time.Duration {
+	if h != "" {
+		if s, err := strconv.Atoi(h); err == nil && s >= 0 {
+			return time.Duration(s) * time.Second
+		}
+		if t, err := http.ParseTime(h); err == nil {
+			return time.Until(t)
+		}
+		return limit + time.Second // unreadable: do not hammer
 	}
 	// Jitter keeps many clients from retrying in step.
 	return fallback + time.Duration(rand.Int64N(int64(fallback/4)+1))
+}
+
+// Loopback reports whether host is localhost or a loopback address: the
+// only place plain http is allowed (tests).
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func describeNetErr(err error) string {

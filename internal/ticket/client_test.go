@@ -377,8 +377,65 @@ func TestNewClientDefaults(t *testing.T) {
 	if c.timeout != DefaultTimeout {
 		t.Errorf("timeout = %s, want %s", c.timeout, DefaultTimeout)
 	}
-	if got := c.Base().String(); got != "https://sn.example.com/" {
-		t.Errorf("Base = %q", got)
+	if got := c.Base().String(); got != "https://sn.example.com" {
+		t.Errorf("Base = %q, want the trailing slash trimmed (no // in paths)", got)
+	}
+}
+
+// TestNewClientRefusesUnsafeURLs: credentials in the URL (never quoted
+// back), plain http beyond loopback.
+func TestNewClientRefusesUnsafeURLs(t *testing.T) {
+	for _, u := range []string{"https://svc:CANARY-PW@sn.example.com", "http://sn.example.com", "ftp://sn.example.com", "/relative"} {
+		_, err := NewClient(u, nil, 0, nil)
+		if !errors.Is(err, escrow.ErrInvalid) || strings.Contains(err.Error(), "CANARY-PW") {
+			t.Errorf("NewClient(%q) = %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"} {
+		if _, err := NewClient(u, nil, 0, nil); err != nil {
+			t.Errorf("NewClient(%q) on loopback: %v", u, err)
+		}
+	}
+}
+
+// TestRetryAfterZeroDoesNotSpin: a server that keeps answering 503 with
+// Retry-After: 0 gets a bounded number of calls within the timeout.
+func TestRetryAfterZeroDoesNotSpin(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c, err := NewClient(srv.URL, nil, 500*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(context.Background(), http.MethodGet, "/x", nil, nil, nil); !errors.Is(err, escrow.ErrUnavailable) {
+		t.Fatalf("Do: %v", err)
+	}
+	if n := calls.Load(); n > 10 {
+		t.Fatalf("%d calls in 500ms: the retry loop spins", n)
+	}
+}
+
+// TestRedirectDowngradeRefused: same host, but https to http.
+func TestRedirectDowngradeRefused(t *testing.T) {
+	var plain atomic.Bool
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { plain.Store(true) }))
+	defer target.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/x", http.StatusFound)
+	}))
+	defer tlsSrv.Close()
+	c, err := NewClient(tlsSrv.URL, tlsSrv.Client(), time.Second, Basic(Credentials{Token: "CANARY-TOKEN"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Do(context.Background(), http.MethodGet, "/y", nil, nil, nil)
+	if escrow.ErrorCode(err) != escrow.CodeInternal || plain.Load() {
+		t.Fatalf("redirect to http: %v (reached: %v)", err, plain.Load())
 	}
 }
 

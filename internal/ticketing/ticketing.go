@@ -217,10 +217,17 @@ func (s *Service) Lookup(ctx context.Context, name, number string) (*escrow.Tick
 	case escrow.ErrorCode(err) == escrow.CodeUnavailable:
 		return nil, &escrow.Error{Code: escrow.CodeUnavailable, Message: "ticket system " + name + " cannot validate " + number + " now: " + escrow.ErrorMessage(err), Err: err}
 	case err != nil:
-		// Misconfiguration or an impostor: the requester sees that the
-		// ticket could not be validated, the log has the cause.
+		// Misconfiguration or an impostor: nothing is granted, and the
+		// adapter's own message (which never quotes credentials or bodies)
+		// says what went wrong.
 		s.cfg.Logger.ErrorContext(ctx, "ticket lookup failed", "system", name, "err", err)
-		return nil, &escrow.Error{Code: escrow.CodeUnavailable, Message: "ticket system " + name + " could not validate " + number + "; an admin must check its configuration", Err: err}
+		cause := "unexpected failure"
+		var e *escrow.Error
+		if errors.As(err, &e) && e.Message != "" {
+			cause = e.Message
+		}
+		return nil, &escrow.Error{Code: escrow.CodeUnavailable,
+			Message: "ticket system " + name + " could not validate " + number + "; an admin must check its configuration (" + cause + ")", Err: err}
 	}
 	t.System = name
 	return t, nil
