@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -33,8 +34,16 @@ func newServiceNow(user, password string) *httptest.Server {
 		v := t.Format("2006-01-02 15:04:05")
 		return field(v, v)
 	}
+	var mu sync.Mutex
+	var notes []string // work notes written back, for the scripts to read
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/test/notes" { // not ServiceNow: the scripts' window into what was written
+			mu.Lock()
+			json.NewEncoder(w).Encode(map[string]any{"notes": notes})
+			mu.Unlock()
+			return
+		}
 		u, p, ok := r.BasicAuth()
 		if !ok || u != user || p != password {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -42,6 +51,13 @@ func newServiceNow(user, password string) *httptest.Server {
 			return
 		}
 		if r.Method == http.MethodPatch {
+			var body struct {
+				WorkNotes string `json:"work_notes"`
+			}
+			json.NewDecoder(r.Body).Decode(&body)
+			mu.Lock()
+			notes = append(notes, r.URL.Path+": "+body.WorkNotes)
+			mu.Unlock()
 			id := sysID("CHG0012345")
 			json.NewEncoder(w).Encode(map[string]any{"result": map[string]any{"sys_id": field(id, id)}})
 			return

@@ -12,6 +12,7 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -44,6 +45,8 @@ type Config struct {
 // any error means the ticket is not validated.
 type TicketLookup interface {
 	Lookup(ctx context.Context, system, number string) (*escrow.Ticket, error)
+	// Comment writes a note on the ticket (the policy's writeBack).
+	Comment(ctx context.Context, system, number, text string) error
 }
 
 // Service implements the access request use cases.
@@ -245,7 +248,21 @@ func (s *Service) approveByTicket(ctx context.Context, r *escrow.Request) error 
 		return s.fail(ctx, rec, internal("approve by ticket", err))
 	}
 	s.notifyRequester(ctx, r, g, "")
+	s.writeBack(ctx, r.Policy.Ticket, g, fmt.Sprintf("Escrow: %s access to %s for %s granted on this ticket, %s to %s (request %s).",
+		g.Access, g.SecretPath, g.Subject, stamp(g.Start), stamp(g.End), r.ID))
 	return nil
+}
+
+// writeBack notes an access event on the grant's ticket when the policy
+// asks for it. Best-effort: the ticket system being down must not undo or
+// block a change to access (the audit trail has the event either way).
+func (s *Service) writeBack(ctx context.Context, rule *escrow.TicketRule, g *escrow.Grant, text string) {
+	if rule == nil || !rule.WriteBack || g.Ticket == "" || s.tickets == nil {
+		return
+	}
+	if err := s.tickets.Comment(ctx, rule.System, g.Ticket, text); err != nil {
+		s.logger.WarnContext(ctx, "ticket write-back", "ticket", g.Ticket, "grant", g.ID, "err", err)
+	}
 }
 
 // secret reads a secret and the folders above it, and checks the caller
@@ -473,6 +490,10 @@ func (s *Service) decideOnce(ctx context.Context, id string, approve bool, comme
 	case r.Status != escrow.StatusPending:
 		s.notifyRequester(ctx, r, g, "")
 		s.answerWorkflow(ctx, r)
+		if g != nil {
+			s.writeBack(ctx, r.Policy.Ticket, g, fmt.Sprintf("Escrow: %s access to %s for %s approved, %s to %s (request %s).",
+				g.Access, g.SecretPath, g.Subject, stamp(g.Start), stamp(g.End), r.ID))
+		}
 	}
 	return r.Public(), g, nil
 }
@@ -576,15 +597,15 @@ func (s *Service) revoke(ctx context.Context, id string, rec *escrow.AuditRecord
 // syncRequest brings a grant's request in line with it. The grant is what
 // authorizes; a request left behind here is only a display issue, so a
 // failure is logged, not returned.
-func (s *Service) syncRequest(ctx context.Context, g *escrow.Grant, now time.Time) {
+func (s *Service) syncRequest(ctx context.Context, g *escrow.Grant, now time.Time) *escrow.Request {
 	r, err := s.requests.GetRequest(ctx, g.RequestID)
 	if err != nil {
 		s.logger.WarnContext(ctx, "sync request with grant: read", "grant", g.ID, "err", err)
-		return
+		return nil
 	}
 	prev := r.Revision
 	if err := r.SyncGrant(g, now); err != nil || r.Revision == prev {
-		return
+		return r
 	}
 	rec := s.record(ctx, "request.sync", "request:"+r.ID)
 	rec.SecretID = r.SecretID
@@ -592,6 +613,7 @@ func (s *Service) syncRequest(ctx context.Context, g *escrow.Grant, now time.Tim
 	if err := s.requests.UpdateRequest(ctx, r, prev, nil, rec); err != nil {
 		s.logger.WarnContext(ctx, "sync request with grant: write", "grant", g.ID, "err", err)
 	}
+	return r
 }
 
 // GrantsInput selects grants: the caller's own (default), or (admins,

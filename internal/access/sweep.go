@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -95,7 +96,11 @@ func (s *Service) sweepGrant(ctx context.Context, g *escrow.Grant, res *SweepRes
 	} else {
 		res.Activated++
 	}
-	s.syncRequest(ctx, g, now)
+	r := s.syncRequest(ctx, g, now)
+	if action == ActionGrantExpire && r != nil {
+		s.writeBack(ctx, r.Policy.Ticket, g, fmt.Sprintf("Escrow: %s access to %s for %s ended at %s (request %s).",
+			g.Access, g.SecretPath, g.Subject, stamp(g.End), g.RequestID))
+	}
 	return nil
 }
 

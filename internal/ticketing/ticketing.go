@@ -233,6 +233,15 @@ func (s *Service) Lookup(ctx context.Context, name, number string) (*escrow.Tick
 	return t, nil
 }
 
+// Comment writes a note on a ticket (write-back).
+func (s *Service) Comment(ctx context.Context, name, number, text string) error {
+	sys, _, err := s.system(ctx, name)
+	if err != nil {
+		return err
+	}
+	return sys.Comment(ctx, number, text)
+}
+
 // system returns the adapter for name, building it (and reading its
 // credentials, audited) when the cache has none or the config changed.
 func (s *Service) system(ctx context.Context, name string) (ticket.System, string, error) {
