@@ -197,9 +197,17 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	}()
 	go func() {
 		err := s.http.Serve(ln)
+		// Requests are drained (Shutdown); now stop the background writers
+		// and let executions already moving reach their next wait, so the
+		// store is closed only when nothing writes to it any more.
 		stop()
-		<-sweeping // the sweeper and the runner write to the store: close it after
+		<-sweeping
 		<-running
+		settle, cancelSettle := context.WithTimeout(context.Background(), 5*time.Second)
+		if serr := runner.Settle(settle); serr != nil {
+			cfg.Logger.Warn("workflow runner did not settle before shutdown", "err", serr)
+		}
+		cancelSettle()
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -224,7 +232,6 @@ func (s *Server) Token(sub string) (string, error) {
 // Close shuts the server down gracefully and closes the store.
 func (s *Server) Close() error {
 	s.once.Do(func() {
-		s.stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.http.Shutdown(ctx); err != nil {
