@@ -260,19 +260,30 @@ func RunMoto(t *testing.T, client *sfn.Client, c Case) Result {
 		t.Fatalf("start execution: %v", err)
 	}
 	handlers := c.Handlers()
-	seen := map[int64]bool{}
+	seen := map[string]int{} // answered TaskScheduled events, by parameters
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if time.Now().After(deadline) {
 			t.Fatalf("moto execution %s did not finish", *ex.ExecutionArn)
 		}
 		events := history(t, client, *ex.ExecutionArn)
+		// Each TaskScheduled event is answered once. Events are matched by
+		// their parameters and their rank among equal ones, not by id:
+		// moto's event ids are not stable across polls, and a retry may
+		// schedule the same parameters again (answering one task twice
+		// would run a stateful handler twice).
+		rank := map[string]int{}
 		for _, e := range events {
-			if e.Type != sfntypes.HistoryEventTypeTaskScheduled || seen[e.Id] {
+			if e.Type != sfntypes.HistoryEventTypeTaskScheduled {
 				continue
 			}
-			seen[e.Id] = true
-			answerMoto(t, client, c, handlers, aws.ToString(e.TaskScheduledEventDetails.Parameters))
+			params := aws.ToString(e.TaskScheduledEventDetails.Parameters)
+			rank[params]++
+			if rank[params] <= seen[params] {
+				continue
+			}
+			seen[params]++
+			answerMoto(t, client, c, handlers, params)
 		}
 		d, err := client.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: ex.ExecutionArn})
 		if err != nil {
