@@ -224,28 +224,11 @@ func mustGetGrant(t *testing.T, b RequestBackend, ctx context.Context, id string
 // auditOf reads every page of q, failing on a record seen twice.
 func auditOf(t *testing.T, b escrow.AuditLog, ctx context.Context, q escrow.AuditQuery) []string {
 	t.Helper()
-	var ids []string
-	seen := map[string]bool{}
-	for page := 0; ; page++ {
-		if page > 1000 {
-			t.Fatalf("QueryAudit(%+v): more than 1000 pages", q)
-		}
+	return auditIDs(drain(t, fmt.Sprintf("QueryAudit(%+v)", q), q.Limit, func(cursor string) ([]*escrow.AuditRecord, string, error) {
+		q.Cursor = cursor
 		p, err := b.QueryAudit(ctx, q)
-		if err != nil {
-			t.Fatalf("QueryAudit(%+v): %v", q, err)
-		}
-		for _, r := range p.Records {
-			if seen[r.ID] {
-				t.Fatalf("QueryAudit(%+v): record %s returned twice", q, r.ID)
-			}
-			seen[r.ID] = true
-			ids = append(ids, r.ID)
-		}
-		if p.Next == "" {
-			return ids
-		}
-		q.Cursor = p.Next
-	}
+		return p.Records, p.Next, err
+	}, auditID))
 }
 
 // checkAudit checks that the log holds exactly recs (in any order of
@@ -385,39 +368,15 @@ func expectRequests(all []*escrow.Request, q escrow.RequestQuery) []*escrow.Requ
 // request comes twice.
 func listRequests(t *testing.T, b RequestBackend, ctx context.Context, q escrow.RequestQuery) []*escrow.Request {
 	t.Helper()
-	var out []*escrow.Request
-	seen := map[string]bool{}
-	for page := 0; ; page++ {
-		if page > 1000 {
-			t.Fatalf("ListRequests(%+v): more than 1000 pages", q)
-		}
+	return drain(t, fmt.Sprintf("ListRequests(%+v)", q), q.Limit, func(cursor string) ([]*escrow.Request, string, error) {
+		q.Cursor = cursor
 		p, err := b.ListRequests(ctx, q)
-		if err != nil {
-			t.Fatalf("ListRequests(%+v): %v", q, err)
-		}
-		if q.Limit > 0 && len(p.Requests) > q.Limit {
-			t.Fatalf("ListRequests(limit %d) returned %d", q.Limit, len(p.Requests))
-		}
-		for _, r := range p.Requests {
-			if seen[r.ID] {
-				t.Fatalf("ListRequests(%+v): request %s returned twice", q, r.ID)
-			}
-			seen[r.ID] = true
-			out = append(out, r)
-		}
-		if p.Next == "" {
-			return out
-		}
-		q.Cursor = p.Next
-	}
+		return p.Requests, p.Next, err
+	}, func(r *escrow.Request) string { return r.ID })
 }
 
 func requestIDs(rs []*escrow.Request) []string {
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.ID
-	}
-	return ids
+	return idsOf(rs, func(r *escrow.Request) string { return r.ID })
 }
 
 func testListRequests(t *testing.T, b RequestBackend) {
@@ -538,11 +497,7 @@ func testGrantUpdate(t *testing.T, b RequestBackend) {
 }
 
 func grantIDs(gs []*escrow.Grant) []string {
-	ids := make([]string, len(gs))
-	for i, g := range gs {
-		ids[i] = g.ID
-	}
-	return ids
+	return idsOf(gs, func(g *escrow.Grant) string { return g.ID })
 }
 
 func testGrantsFor(t *testing.T, b RequestBackend) {
@@ -593,31 +548,11 @@ func expectGrants(all []*escrow.Grant, q escrow.GrantQuery) []*escrow.Grant {
 
 func listGrants(t *testing.T, b RequestBackend, ctx context.Context, q escrow.GrantQuery) []*escrow.Grant {
 	t.Helper()
-	var out []*escrow.Grant
-	seen := map[string]bool{}
-	for page := 0; ; page++ {
-		if page > 1000 {
-			t.Fatalf("ListGrants(%+v): more than 1000 pages", q)
-		}
+	return drain(t, fmt.Sprintf("ListGrants(%+v)", q), q.Limit, func(cursor string) ([]*escrow.Grant, string, error) {
+		q.Cursor = cursor
 		p, err := b.ListGrants(ctx, q)
-		if err != nil {
-			t.Fatalf("ListGrants(%+v): %v", q, err)
-		}
-		if q.Limit > 0 && len(p.Grants) > q.Limit {
-			t.Fatalf("ListGrants(limit %d) returned %d", q.Limit, len(p.Grants))
-		}
-		for _, g := range p.Grants {
-			if seen[g.ID] {
-				t.Fatalf("ListGrants(%+v): grant %s returned twice", q, g.ID)
-			}
-			seen[g.ID] = true
-			out = append(out, g)
-		}
-		if p.Next == "" {
-			return out
-		}
-		q.Cursor = p.Next
-	}
+		return p.Grants, p.Next, err
+	}, func(g *escrow.Grant) string { return g.ID })
 }
 
 // grantFixture makes grants of alice and bob on both secrets, one of them

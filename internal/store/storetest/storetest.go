@@ -764,40 +764,16 @@ func testSoftDelete(t *testing.T, b Backend) {
 // allAudit reads every page of q, failing on a record seen twice.
 func allAudit(t *testing.T, b Backend, ctx context.Context, q escrow.AuditQuery) []*escrow.AuditRecord {
 	t.Helper()
-	var out []*escrow.AuditRecord
-	seen := map[string]bool{}
-	for page := 0; ; page++ {
-		if page > 2000 {
-			t.Fatalf("QueryAudit(%+v): more than 2000 pages", q)
-		}
+	return drain(t, fmt.Sprintf("QueryAudit(%+v)", q), q.Limit, func(cursor string) ([]*escrow.AuditRecord, string, error) {
+		q.Cursor = cursor
 		p, err := b.QueryAudit(ctx, q)
-		if err != nil {
-			t.Fatalf("QueryAudit(%+v): %v", q, err)
-		}
-		if q.Limit > 0 && len(p.Records) > q.Limit {
-			t.Fatalf("QueryAudit(limit %d) returned %d records", q.Limit, len(p.Records))
-		}
-		for _, r := range p.Records {
-			if seen[r.ID] {
-				t.Fatalf("QueryAudit(%+v): record %s returned twice", q, r.ID)
-			}
-			seen[r.ID] = true
-			out = append(out, r)
-		}
-		if p.Next == "" {
-			return out
-		}
-		q.Cursor = p.Next
-	}
+		return p.Records, p.Next, err
+	}, auditID)
 }
 
-func auditIDs(recs []*escrow.AuditRecord) []string {
-	ids := make([]string, len(recs))
-	for i, r := range recs {
-		ids[i] = r.ID
-	}
-	return ids
-}
+func auditIDs(recs []*escrow.AuditRecord) []string { return idsOf(recs, auditID) }
+
+func auditID(r *escrow.AuditRecord) string { return r.ID }
 
 func testWritesAudited(t *testing.T, b Backend) {
 	ctx, c := ctxFor(t, alice), newClock()
@@ -961,31 +937,11 @@ func expect(all []*escrow.Secret, q escrow.SecretQuery) []string {
 
 func listAll(t *testing.T, b Backend, ctx context.Context, q escrow.SecretQuery) []*escrow.Secret {
 	t.Helper()
-	var out []*escrow.Secret
-	seen := map[string]bool{}
-	for page := 0; ; page++ {
-		if page > 200 {
-			t.Fatalf("ListSecrets(%+v): more than 200 pages", q)
-		}
+	return drain(t, fmt.Sprintf("ListSecrets(%+v)", q), q.Limit, func(cursor string) ([]*escrow.Secret, string, error) {
+		q.Cursor = cursor
 		p, err := b.ListSecrets(ctx, q)
-		if err != nil {
-			t.Fatalf("ListSecrets(%+v): %v", q, err)
-		}
-		if q.Limit > 0 && len(p.Secrets) > q.Limit {
-			t.Fatalf("ListSecrets(limit %d) returned %d secrets", q.Limit, len(p.Secrets))
-		}
-		for _, s := range p.Secrets {
-			if seen[s.ID] {
-				t.Fatalf("ListSecrets(%+v): %s returned twice", q, s.Path())
-			}
-			seen[s.ID] = true
-			out = append(out, s)
-		}
-		if p.Next == "" {
-			return out
-		}
-		q.Cursor = p.Next
-	}
+		return p.Secrets, p.Next, err
+	}, func(s *escrow.Secret) string { return s.Path() })
 }
 
 func paths(ss []*escrow.Secret) []string {
