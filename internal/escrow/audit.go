@@ -32,6 +32,23 @@ const (
 	ActionPolicyGet      = "policy.get"
 	ActionPolicySet      = "policy.set"
 	ActionAuthFailed     = "auth.failed"
+
+	ActionCheckout            = "secret.checkout"
+	ActionCheckin             = "secret.checkin"
+	ActionCheckoutExtend      = "secret.checkout.extend"
+	ActionForceCheckin        = "secret.checkout.force"
+	ActionCheckoutExpire      = "secret.checkout.expire"
+	ActionCheckoutRelease     = "secret.checkout.release"
+	ActionCheckoutStatus      = "secret.checkout.get"
+	ActionHook                = "secret.checkout.hook"
+	ActionRotationSet         = "secret.rotation.set"
+	ActionRotationPending     = "secret.rotation.pending"
+	ActionRotationSetOnTarget = "secret.rotation.target"
+	ActionRotationTest        = "secret.rotation.test"
+	ActionRotationPromote     = "secret.rotation.promote"
+	ActionRotationFailed      = "secret.rotation.failed" // an alert: the secret stays locked
+	ActionRotateNow           = "secret.rotation.now"
+	ActionPrivilegedRead      = "secret.rotation.privileged"
 )
 
 // Actor is who performed an audited action.

@@ -38,6 +38,8 @@ type Policy struct {
 	// Ticket, if set, makes requests name a change or incident ticket that
 	// is validated live against a ticket system.
 	Ticket *TicketRule `json:"ticket,omitempty"`
+	// Checkout, if set, governs exclusive checkout of the secret.
+	Checkout *CheckoutRule `json:"checkout,omitempty"`
 }
 
 // ClockStart says when an approved grant's time starts running.
@@ -181,6 +183,9 @@ func (p *Policy) Validate() error {
 		return Errorf(CodeInvalid, "comment.prompt and comment.patternMessage are at most 500 bytes")
 	}
 	if err := p.Ticket.Validate(); err != nil {
+		return err
+	}
+	if err := p.Checkout.Validate(); err != nil {
 		return err
 	}
 	if p.Ticket != nil && p.Ticket.Standalone && (p.Approval == nil || len(p.Approval.Steps) > 0) {

@@ -43,8 +43,15 @@ type Secret struct {
 	Tags        map[string]string `json:"tags,omitempty"`
 	ACL         []ACE             `json:"acl"`
 	// Policy, if set, is the secret's own policy (else its folders' apply).
-	Policy         *Policy `json:"policy,omitempty"`
-	CurrentVersion int     `json:"currentVersion"`
+	Policy *Policy `json:"policy,omitempty"`
+	// Rotation, if set, says how the password is changed on its target.
+	Rotation       *RotationConfig `json:"rotation,omitempty"`
+	CurrentVersion int             `json:"currentVersion"`
+	// PendingVersion, if not 0, is a rotation's new password: stored
+	// before the target is changed, promoted to current once the target
+	// takes it (AWSPENDING in Secrets Manager's terms). Reveals never
+	// return it; only the rotation reads it.
+	PendingVersion int `json:"pendingVersion,omitempty"`
 	// Revision increases by one on every write; updates are conditional on it.
 	Revision  int64      `json:"revision"`
 	CreatedAt time.Time  `json:"createdAt"`
@@ -152,6 +159,9 @@ func (s *Secret) ValidateMeta() error {
 		}
 	}
 	if err := s.Policy.Validate(); err != nil {
+		return err
+	}
+	if err := s.Rotation.Validate(); err != nil {
 		return err
 	}
 	return ValidateACL(s.ACL)
