@@ -22,7 +22,8 @@ type Store interface {
 
 	// UpdateSecret replaces s's metadata where the stored revision equals
 	// prevRevision (s.Revision must be prevRevision+1), and, if v is not nil,
-	// adds version v (v.Version == s.CurrentVersion). Renames and moves keep
+	// adds version v (v.Version == s.CurrentVersion, or, for a rotation's
+	// pending version, v.Version == s.PendingVersion). Renames and moves keep
 	// the folder+name unique. Returns ErrNotFound if s.ID does not exist and
 	// ErrConflict if the revision moved on, the version exists, or the new
 	// folder+name is taken.
