@@ -14,6 +14,13 @@ var Files embed.FS
 // AccessRequest is the name (and file stem) of the access-request machine.
 const AccessRequest = "access-request"
 
+// Checkout is the name (and file stem) of the checkout machine.
+const Checkout = "checkout"
+
+// RotateFunction is the name the -dev runner binds ${RotateFunctionArn}
+// to: in -dev the same process rotates.
+const RotateFunction = "escrow-rotate"
+
 // TasksFunction is the name the -dev runner binds the definitions'
 // ${TasksFunctionArn} to.
 const TasksFunction = "escrow-tasks"

@@ -305,6 +305,10 @@ type CheckoutWorkflow interface {
 	// in.CheckoutID. Returns ErrUnavailable if the engine cannot be
 	// reached.
 	StartCheckout(ctx context.Context, in CheckoutWorkflowInput) error
+
+	// SendTaskSuccess answers a task token with output (marshalled as
+	// JSON). Returns ErrNotFound for an unknown or finished token.
+	SendTaskSuccess(ctx context.Context, token string, output any) error
 }
 
 // SecondsUntil is the whole number of seconds from now until t, rounded

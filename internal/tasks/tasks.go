@@ -15,6 +15,7 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/asl"
+	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 )
 
@@ -24,6 +25,11 @@ type Payload struct {
 	RequestID string `json:"requestId,omitempty"`
 	GrantID   string `json:"grantId,omitempty"`
 	Token     string `json:"token,omitempty"`
+	// Checkout tasks.
+	SecretID   string              `json:"secretId,omitempty"`
+	CheckoutID string              `json:"checkoutId,omitempty"`
+	Outcome    string              `json:"outcome,omitempty"`
+	Error      *checkout.TaskError `json:"error,omitempty"`
 }
 
 // Result is a task's output.
@@ -43,9 +49,13 @@ func (e *Error) Error() string { return e.Name + ": " + e.Cause }
 // name unless the error says otherwise).
 func (e *Error) ErrorName() string { return e.Name }
 
-// Handler dispatches tasks to the access service.
+// Handler dispatches tasks to the access and checkout services. A
+// function wires only the services whose tasks it runs (the rotate
+// function: Checkout with a rotator); a task whose service is missing
+// fails as Escrow.UnknownTask.
 type Handler struct {
-	Access *access.Service
+	Access   *access.Service
+	Checkout *checkout.Service
 }
 
 // Handle runs one task.
@@ -53,6 +63,12 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (json.RawMess
 	var p Payload
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return nil, &Error{Name: "Escrow.BadPayload", Cause: "payload is not a task"}
+	}
+	if out, err, ok := h.checkoutTask(ctx, p); ok {
+		return out, err
+	}
+	if h.Access == nil {
+		return nil, &Error{Name: "Escrow.UnknownTask", Cause: fmt.Sprintf("task %q does not run in this function", p.Task)}
 	}
 	var res Result
 	var err error
@@ -72,11 +88,58 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (json.RawMess
 		return nil, &Error{Name: "Escrow.UnknownTask", Cause: fmt.Sprintf("no task %q", p.Task)}
 	}
 	if err != nil {
-		// A coded error keeps its code as the error name, so Retry can tell
-		// a conflict (retry) from a bug; the message is client-safe.
-		return nil, &Error{Name: "Escrow." + string(escrow.ErrorCode(err)), Cause: escrow.ErrorMessage(err)}
+		return nil, taskErr(err)
 	}
 	return json.Marshal(res)
+}
+
+// taskErr names a failed task after its error code, so Retry can tell a
+// conflict (retry) from a bug; the cause is the client-safe message.
+func taskErr(err error) error {
+	return &Error{Name: "Escrow." + string(escrow.ErrorCode(err)), Cause: escrow.ErrorMessage(err)}
+}
+
+// checkoutTask runs the tasks of statemachines/checkout.asl.json; ok is
+// false for any other task.
+func (h *Handler) checkoutTask(ctx context.Context, p Payload) (out json.RawMessage, err error, ok bool) {
+	var step checkout.Step
+	switch p.Task {
+	case "checkout-await", "checkout-timeout", "rotate", "rotation-failed", "post-hooks", "release":
+	default:
+		return nil, nil, false
+	}
+	if h.Checkout == nil {
+		return nil, &Error{Name: "Escrow.UnknownTask", Cause: fmt.Sprintf("task %q does not run in this function", p.Task)}, true
+	}
+	if p.SecretID == "" || p.CheckoutID == "" {
+		return nil, &Error{Name: "Escrow.BadPayload", Cause: p.Task + " needs secretId and checkoutId"}, true
+	}
+	switch p.Task {
+	case "checkout-await":
+		if p.Token == "" {
+			return nil, &Error{Name: "Escrow.BadPayload", Cause: "checkout-await needs a token"}, true
+		}
+		err = h.Checkout.AwaitCheckin(ctx, p.SecretID, p.CheckoutID, p.Token)
+	case "checkout-timeout":
+		step, err = h.Checkout.CheckExpiry(ctx, p.SecretID, p.CheckoutID)
+	case "rotate":
+		step, err = h.Checkout.Rotate(ctx, p.SecretID, p.CheckoutID)
+	case "rotation-failed":
+		var te checkout.TaskError
+		if p.Error != nil {
+			te = *p.Error
+		}
+		step, err = h.Checkout.RotationFailed(ctx, p.SecretID, p.CheckoutID, te)
+	case "post-hooks":
+		err = h.Checkout.PostHooks(ctx, p.SecretID, p.CheckoutID, p.Outcome)
+	case "release":
+		err = h.Checkout.Release(ctx, p.SecretID, p.CheckoutID)
+	}
+	if err != nil {
+		return nil, taskErr(err), true
+	}
+	out, err = json.Marshal(step)
+	return out, err, true
 }
 
 // ForRunner adapts Handle to the embedded ASL runner, carrying error names

@@ -24,7 +24,10 @@ type Workflow struct {
 	runner  atomic.Pointer[asl.Runner]
 }
 
-var _ escrow.Workflow = (*Workflow)(nil)
+var (
+	_ escrow.Workflow         = (*Workflow)(nil)
+	_ escrow.CheckoutWorkflow = (*Workflow)(nil)
+)
 
 // New returns a Workflow for the named machine.
 func New(machine string) *Workflow { return &Workflow{machine: machine} }
@@ -51,6 +54,23 @@ func (w *Workflow) StartRequest(ctx context.Context, requestID string, pending t
 		return err
 	}
 	if _, err := r.Start(ctx, w.machine, "request-"+requestID, in); err != nil {
+		return fmt.Errorf("start execution: %w", err)
+	}
+	return nil
+}
+
+// StartCheckout starts the execution named "checkout-<checkout id>".
+func (w *Workflow) StartCheckout(ctx context.Context, in escrow.CheckoutWorkflowInput) error {
+	r, err := w.get()
+	if err != nil {
+		return err
+	}
+	in.WaitSeconds = max(1, in.WaitSeconds)
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Start(ctx, w.machine, "checkout-"+in.CheckoutID, b); err != nil {
 		return fmt.Errorf("start execution: %w", err)
 	}
 	return nil

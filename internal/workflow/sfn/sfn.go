@@ -30,9 +30,13 @@ type Workflow struct {
 	machine string // state machine ARN
 }
 
-var _ escrow.Workflow = (*Workflow)(nil)
+var (
+	_ escrow.Workflow         = (*Workflow)(nil)
+	_ escrow.CheckoutWorkflow = (*Workflow)(nil)
+)
 
-// New returns a Workflow for the access-request state machine's ARN.
+// New returns a Workflow for a state machine's ARN: the access-request
+// machine's for StartRequest, the checkout machine's for StartCheckout.
 func New(client API, stateMachineARN string) *Workflow {
 	return &Workflow{client: client, machine: stateMachineARN}
 }
@@ -47,6 +51,21 @@ func (w *Workflow) StartRequest(ctx context.Context, requestID string, pending t
 		StateMachineArn: aws.String(w.machine),
 		Name:            aws.String("request-" + requestID),
 		Input:           aws.String(string(in)),
+	})
+	return convertError("start execution", err)
+}
+
+// StartCheckout starts the execution named "checkout-<checkout id>".
+func (w *Workflow) StartCheckout(ctx context.Context, in escrow.CheckoutWorkflowInput) error {
+	in.WaitSeconds = max(1, in.WaitSeconds)
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	_, err = w.client.StartExecution(ctx, &sfn.StartExecutionInput{
+		StateMachineArn: aws.String(w.machine),
+		Name:            aws.String("checkout-" + in.CheckoutID),
+		Input:           aws.String(string(b)),
 	})
 	return convertError("start execution", err)
 }
