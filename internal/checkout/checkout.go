@@ -740,19 +740,3 @@ func (s *Service) hookCall(ctx context.Context, kind string, sec *escrow.Secret,
 	defer clear(key)
 	return s.hooks.Call(ctx, h, key, s.event(kind, sec, c, outcome))
 }
-
-// HolderCheck is what a reveal asks of a secret under a checkout policy:
-// nil if p may reveal now. With required, p must hold the checkout;
-// without, p may reveal unless someone else holds it.
-func HolderCheck(c *escrow.Checkout, p *escrow.Principal, required bool, path string, now time.Time) error {
-	if c.Holds(p.Subject, now) {
-		return nil
-	}
-	if c.Open() {
-		return c.Busy(true, now)
-	}
-	if required {
-		return escrow.Errorf(escrow.CodeForbidden, "%s must be checked out to be revealed: escrow checkout %s", path, path)
-	}
-	return nil
-}

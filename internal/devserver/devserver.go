@@ -23,14 +23,19 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/directory/static"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/hook"
 	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/keys/local"
 	"github.com/escrow-pam/escrow/internal/notify/outbox"
+	"github.com/escrow-pam/escrow/internal/rotate/targets"
+	"github.com/escrow-pam/escrow/internal/rotation"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/sqlite"
 	"github.com/escrow-pam/escrow/internal/ticket/adapters"
+	"github.com/escrow-pam/escrow/internal/tasks"
 	"github.com/escrow-pam/escrow/internal/ticketing"
 	localwf "github.com/escrow-pam/escrow/internal/workflow/local"
 	"github.com/escrow-pam/escrow/statemachines"
@@ -49,6 +54,9 @@ type Config struct {
 	Logger  *slog.Logger
 	Seed    bool      // create demo folders and secrets on first run
 	Out     io.Writer // banner: URL, tokens and examples (nil = discard)
+	// Targets are the rotation targets; nil means every real adapter
+	// (postgres, ldap, ad, ssh, webhook).
+	Targets map[string]escrow.RotationTarget
 	// SweepInterval is how often the in-process sweeper (the scheduled
 	// sweeper function's stand-in) runs; default 1s.
 	SweepInterval time.Duration
@@ -120,7 +128,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("create verifier: %w", err)
 	}
-	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Logger: cfg.Logger})
+	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Checkouts: store, Logger: cfg.Logger})
 	box, err := outbox.Open(filepath.Join(cfg.DataDir, "outbox"), cfg.Logger)
 	if err != nil {
 		store.Close()
@@ -140,12 +148,20 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	wf := localwf.New(statemachines.AccessRequest)
 	acc := access.New(access.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger,
 		Notifier: box, Directory: dir, PublicURL: base, Workflow: wf, Tickets: tix})
-	runner, err := newRunner(store, acc, cfg.Logger)
+	if cfg.Targets == nil {
+		cfg.Targets = targets.All()
+	}
+	rot := rotation.New(rotation.Config{Store: store, Audit: store, Keys: keys, Targets: cfg.Targets, Logger: cfg.Logger})
+	cwf := localwf.New(statemachines.Checkout)
+	co := checkout.New(checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: keys, Grants: store,
+		Workflow: cwf, Hooks: hook.New(nil, nil), Rotator: rot, Tickets: tix, Logger: cfg.Logger})
+	runner, err := newRunner(store, &tasks.Handler{Access: acc, Checkout: co}, cfg.Logger)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	wf.Bind(runner)
+	cwf.Bind(runner)
 	s := &Server{URL: base, store: store, issuer: issuer, users: map[string]auth.DevUser{}, done: make(chan struct{})}
 	for _, u := range auth.DemoUsers() {
 		s.users[u.Subject] = u
@@ -165,7 +181,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(map[string]any{"messages": msgs})
 	})
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Auth: verifier, Logger: cfg.Logger, Dev: dev})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Auth: verifier, Logger: cfg.Logger, Dev: dev})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
@@ -185,7 +201,10 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	sweeping := make(chan struct{})
 	go func() {
 		defer close(sweeping)
+		var wg sync.WaitGroup
+		wg.Go(func() { runCheckoutSweeper(sweepCtx, co, cfg.SweepInterval, cfg.Logger) })
 		acc.RunSweeper(sweepCtx, cfg.SweepInterval)
+		wg.Wait()
 	}()
 	running := make(chan struct{})
 	go func() {
@@ -279,4 +298,21 @@ func devError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// runCheckoutSweeper is the checkout half of the scheduled sweeper: it
+// ends checkouts the workflow missed and restarts stuck rotations.
+func runCheckoutSweeper(ctx context.Context, co *checkout.Service, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := co.Sweep(ctx); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "checkout sweep", "err", err)
+			}
+		}
+	}
 }

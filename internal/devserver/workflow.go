@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/asl"
 	"github.com/escrow-pam/escrow/internal/store/sqlite"
 	"github.com/escrow-pam/escrow/internal/tasks"
@@ -16,8 +15,8 @@ import (
 // newRunner loads every state machine (the files Step Functions runs, with
 // ${TasksFunctionArn} bound to the same task handlers the tasks Lambda
 // serves) into the embedded runner.
-func newRunner(store *sqlite.Store, acc *access.Service, logger *slog.Logger) (*asl.Runner, error) {
-	subs := map[string]string{"TasksFunctionArn": statemachines.TasksFunction}
+func newRunner(store *sqlite.Store, h *tasks.Handler, logger *slog.Logger) (*asl.Runner, error) {
+	subs := map[string]string{"TasksFunctionArn": statemachines.TasksFunction, "RotateFunctionArn": statemachines.RotateFunction}
 	machines := map[string]*asl.Machine{}
 	files, err := fs.Glob(statemachines.Files, "*.asl.json")
 	if err != nil {
@@ -34,11 +33,11 @@ func newRunner(store *sqlite.Store, acc *access.Service, logger *slog.Logger) (*
 		}
 		machines[strings.TrimSuffix(f, ".asl.json")] = m
 	}
-	h := &tasks.Handler{Access: acc}
+	// In -dev one process is both the tasks and the rotate function.
 	return asl.New(asl.Config{
 		Store:     executionStore(store),
 		Logger:    logger,
-		Resources: map[string]asl.Handler{statemachines.TasksFunction: h.ForRunner()},
+		Resources: map[string]asl.Handler{statemachines.TasksFunction: h.ForRunner(), statemachines.RotateFunction: h.ForRunner()},
 	}, machines)
 }
 

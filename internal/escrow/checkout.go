@@ -162,6 +162,23 @@ func (c *Checkout) Holds(subject string, now time.Time) bool {
 		c.Holder.Subject == subject && now.Before(c.Expires)
 }
 
+// AllowsReveal says whether subject may reveal a secret whose slot is c
+// (nil if never used) at now: nil if so. With required, subject must hold
+// the checkout; without, subject may reveal unless the slot is taken by
+// someone else or by a rotation.
+func (c *Checkout) AllowsReveal(subject string, required bool, path string, now time.Time) error {
+	if c.Holds(subject, now) {
+		return nil
+	}
+	if c.Open() {
+		return c.Busy(true, now)
+	}
+	if required {
+		return Errorf(CodeForbidden, "%s must be checked out to be revealed: escrow checkout %s", path, path)
+	}
+	return nil
+}
+
 // Begin fills a new checkout into the slot prev (nil if the secret was
 // never checked out). Returns ErrConflict, naming the holder and expiry
 // when showHolder, if the slot is taken.

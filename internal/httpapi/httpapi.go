@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/access"
+	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/ticketing"
@@ -35,8 +36,11 @@ type Config struct {
 	Secrets *secrets.Service
 	Access  *access.Service
 	Tickets *ticketing.Service
-	Auth    Authenticator
-	Logger  *slog.Logger
+	// Checkout, if set, serves checkout, check-in and rotation; without it
+	// those routes answer 503.
+	Checkout *checkout.Service
+	Auth     Authenticator
+	Logger   *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
 	Dev http.Handler
 }
@@ -45,11 +49,12 @@ type Config struct {
 const maxBody = 1 << 20
 
 type api struct {
-	svc     *secrets.Service
-	access  *access.Service
-	tickets *ticketing.Service
-	auth    Authenticator
-	logger  *slog.Logger
+	svc      *secrets.Service
+	access   *access.Service
+	tickets  *ticketing.Service
+	checkout *checkout.Service
+	auth     Authenticator
+	logger   *slog.Logger
 }
 
 // route is one entry of the API; the table is also checked against the
@@ -86,6 +91,13 @@ var routes = []route{
 	{"POST", "/v1/requests/{id}/cancel", true, (*api).cancelRequest},
 	{"GET", "/v1/grants", true, (*api).listGrants},
 	{"POST", "/v1/grants/{id}/revoke", true, (*api).revokeGrant},
+	{"POST", "/v1/secrets/{id}/checkout", true, (*api).checkoutSecret},
+	{"GET", "/v1/secrets/{id}/checkout", true, (*api).getCheckout},
+	{"POST", "/v1/secrets/{id}/checkin", true, (*api).checkinSecret},
+	{"POST", "/v1/secrets/{id}/extend", true, (*api).extendCheckout},
+	{"POST", "/v1/secrets/{id}/force-checkin", true, (*api).forceCheckin},
+	{"POST", "/v1/secrets/{id}/rotate", true, (*api).rotateNow},
+	{"PUT", "/v1/secrets/{id}/rotation", true, (*api).setRotation},
 	{"GET", "/v1/ticket-systems", true, (*api).listTicketSystems},
 	{"PUT", "/v1/ticket-systems/{name}", true, (*api).putTicketSystem},
 	{"POST", "/v1/ticket-systems/{name}/default", true, (*api).defaultTicketSystem},
@@ -94,7 +106,7 @@ var routes = []route{
 
 // New returns the API handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, auth: cfg.Auth, logger: cfg.Logger}
+	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, auth: cfg.Auth, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}

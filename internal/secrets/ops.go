@@ -181,7 +181,14 @@ func (s *Service) update(ctx context.Context, id string, in UpdateInput, rec *es
 		if err := escrow.ValidateValue(sec.Type, in.Value); err != nil {
 			return nil, err
 		}
-		sec.CurrentVersion = old.CurrentVersion + 1
+		// A pending rotation version is set aside (it stays in the history):
+		// the value stored now is the truth, and the next rotation starts
+		// from it. This is how an admin repairs a failed rotation.
+		sec.CurrentVersion = max(old.CurrentVersion, old.PendingVersion) + 1
+		if old.PendingVersion != 0 {
+			changed = append(changed, "pending-discarded")
+			sec.PendingVersion = 0
+		}
 		if ver, err = s.seal(ctx, id, sec.CurrentVersion, in.Value, p.Subject); err != nil {
 			return nil, err
 		}
@@ -307,6 +314,11 @@ func (s *Service) reveal(ctx context.Context, id string, opts RevealOptions, rec
 	if pol, from, ok := escrow.EffectivePolicy(sec.Policy, sec.Folder, folders); ok {
 		if err := s.checkPolicy(ctx, p, sec, pol, from, escrow.AccessView, opts.Comment, rec); err != nil {
 			return nil, err
+		}
+		if pol.Checkout != nil {
+			if err := s.checkCheckout(ctx, p, sec, pol.Checkout, rec); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if !inRange {

@@ -50,6 +50,39 @@ func (s *Service) checkPolicy(ctx context.Context, p *escrow.Principal, sec *esc
 	return refused
 }
 
+// checkCheckout applies a checkout rule to a reveal: with required, only
+// the holder of an unexpired checkout may reveal; in any case nobody else
+// may while the secret is checked out or its password is being rotated.
+// Without a checkout store, a secret that requires checkout is refused.
+func (s *Service) checkCheckout(ctx context.Context, p *escrow.Principal, sec *escrow.Secret, rule *escrow.CheckoutRule, rec *escrow.AuditRecord) error {
+	if s.checkouts == nil {
+		if rule.Required {
+			return escrow.Errorf(escrow.CodeUnavailable, "%s must be checked out, and checkout is not configured on this server", sec.Path())
+		}
+		return nil
+	}
+	c, err := s.checkouts.GetCheckout(ctx, sec.ID)
+	if errors.Is(err, escrow.ErrNotFound) {
+		c, err = nil, nil
+	}
+	if err != nil {
+		return fmtErr("read checkout", err)
+	}
+	if err := c.AllowsReveal(p.Subject, rule.Required, sec.Path(), s.clock.Now()); err != nil {
+		return err
+	}
+	if c.Holds(p.Subject, s.clock.Now()) {
+		if rec.Details == nil {
+			rec.Details = map[string]string{}
+		}
+		rec.Details["checkout"] = c.ID
+		if rec.Ticket == "" {
+			rec.Ticket = c.Ticket
+		}
+	}
+	return nil
+}
+
 // PolicyView is a secret's effective policy and where it comes from.
 type PolicyView struct {
 	SecretID string         `json:"secretId"`

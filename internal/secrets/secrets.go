@@ -25,24 +25,28 @@ type Config struct {
 	// Grants, if set, lets approved access requests open secrets whose
 	// policy requires approval; without it such access is always refused.
 	Grants escrow.RequestStore
-	Clock  escrow.Clock // nil = system clock
-	Logger *slog.Logger // nil = discard
+	// Checkouts, if set, enforces checkout policies on reveals; without
+	// it a secret that requires checkout cannot be revealed.
+	Checkouts escrow.CheckoutStore
+	Clock     escrow.Clock // nil = system clock
+	Logger    *slog.Logger // nil = discard
 }
 
 // Service implements the secret use cases.
 type Service struct {
-	store  escrow.Store
-	audit  escrow.AuditLog
-	keys   escrow.Keys
-	grants escrow.RequestStore
-	clock  escrow.Clock
-	logger *slog.Logger
-	rec    *audit.Recorder
+	store     escrow.Store
+	audit     escrow.AuditLog
+	keys      escrow.Keys
+	grants    escrow.RequestStore
+	checkouts escrow.CheckoutStore
+	clock     escrow.Clock
+	logger    *slog.Logger
+	rec       *audit.Recorder
 }
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, grants: cfg.Grants, clock: cfg.Clock, logger: cfg.Logger}
+	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, grants: cfg.Grants, checkouts: cfg.Checkouts, clock: cfg.Clock, logger: cfg.Logger}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
 	}
