@@ -53,6 +53,9 @@ func (s *Service) AwaitCheckin(ctx context.Context, secretID, checkoutID, token 
 			return err
 		}
 		if !mine || c.Status != escrow.CheckoutActive {
+			if s.workflow == nil {
+				return escrow.Errorf(escrow.CodeUnavailable, "no workflow to answer")
+			}
 			return s.workflow.SendTaskSuccess(ctx, token, Step{Status: "ended"})
 		}
 		prev := c.Revision
