@@ -82,7 +82,7 @@ func TestRestartKeepsDataAndSeedsOnce(t *testing.T) {
 		return out
 	}
 	first, second := ids(), ids()
-	if len(first) != 5 || strings.Join(first, " ") != strings.Join(second, " ") {
+	if len(first) != 6 || strings.Join(first, " ") != strings.Join(second, " ") {
 		t.Fatalf("demo secrets before and after restart:\n%v\n%v", first, second)
 	}
 }

@@ -40,6 +40,14 @@ var demoFolders = []escrow.Folder{
 			Pattern: `^(CHG|INC)[0-9]{7}$`, PatternMessage: "Enter the change or incident number, e.g. CHG0012345"},
 		Notice: "Access to production root credentials is reviewed weekly by security.",
 	}},
+	// /prod/breakglass must be checked out to be read: one holder at a
+	// time, with a reason, for 15 minutes (one extension).
+	{Path: "/prod/breakglass", ACL: []escrow.ACE{{Principal: "group:engineering", Permission: escrow.PermView},
+		{Principal: "group:approvers", Permission: escrow.PermList}}, Policy: &escrow.Policy{
+		Checkout: &escrow.CheckoutRule{Required: true, Interval: escrow.Duration(15 * time.Minute), MaxExtensions: 1},
+		Comment:  escrow.CommentRule{Mode: escrow.CommentRequired, Prompt: "Why do you need the break-glass account?", MinLength: 10},
+		Notice:   "Break-glass checkouts are reviewed by security the next working day.",
+	}},
 }
 
 // seed creates the demo folders and secrets, through the service (so they
@@ -79,6 +87,9 @@ func seed(ctx context.Context, svc *secrets.Service, store escrow.Store) ([]seed
 			Value: escrow.SecretValue{"private_key": sshKey.private, "public_key": sshKey.public, "username": "deploy"}},
 		{Name: "app-password", Folder: "/dev/db", Type: escrow.TypePassword,
 			Value: escrow.SecretValue{"username": "app", "password": randomPassword(20)}},
+		{Name: "db-breakglass", Folder: "/prod/breakglass", Type: escrow.TypePassword,
+			Description: "Emergency DBA account (check out to use; one holder at a time)",
+			Value:       escrow.SecretValue{"username": "breakglass", "password": randomPassword(24), "host": "orders-db.internal", "port": "5432"}},
 		{Name: "aws-root", Folder: "/prod/root", Type: escrow.TypePassword, Description: "AWS root account (needs a change number and two approvals)",
 			Value: escrow.SecretValue{"username": "root@example.com", "password": randomPassword(28)}},
 	}
