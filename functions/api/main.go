@@ -20,8 +20,10 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/directory/static"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/hook"
 	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/keys/kms"
 	"github.com/escrow-pam/escrow/internal/lambdaenv"
@@ -63,7 +65,7 @@ func run(ctx context.Context) error {
 	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: env["TABLE_NAME"], Audit: env["AUDIT_TABLE_NAME"]})
 	keys := kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"])
 	svc := secrets.New(secrets.Config{
-		Store: store, Audit: store, Grants: store, Keys: keys,
+		Store: store, Audit: store, Grants: store, Checkouts: store, Keys: keys,
 		Clock: escrow.SystemClock{}, Logger: logger,
 	})
 	tix := ticketing.New(ticketing.Config{Systems: store, Store: store, Keys: keys, Audit: store,
@@ -73,7 +75,15 @@ func run(ctx context.Context) error {
 		return err
 	}
 	acc := access.New(ac)
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Auth: verifier, Logger: logger})
+	// Checkout locks, pre-checkout hooks and check-ins run here; the
+	// rotation itself runs in the rotate function, started by the checkout
+	// state machine (CHECKOUT_STATE_MACHINE_ARN).
+	cc := checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: keys, Grants: store,
+		Hooks: hook.New(nil, nil), Tickets: tix, Logger: logger}
+	if arn := os.Getenv("CHECKOUT_STATE_MACHINE_ARN"); arn != "" {
+		cc.Workflow = sfn.New(awssfn.NewFromConfig(cfg), arn)
+	}
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: checkout.New(cc), Auth: verifier, Logger: logger})
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
 	return nil
 }

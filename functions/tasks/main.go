@@ -6,19 +6,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-lambda-go/lambda/messages"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	awssfn "github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/escrow-pam/escrow/internal/access"
+	"github.com/escrow-pam/escrow/internal/checkout"
+	"github.com/escrow-pam/escrow/internal/keys/kms"
 	"github.com/escrow-pam/escrow/internal/lambdaenv"
 	"github.com/escrow-pam/escrow/internal/notify/ses"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
@@ -52,16 +52,12 @@ func run(ctx context.Context) error {
 	if from := os.Getenv("MAIL_FROM"); from != "" {
 		ac.Notifier = ses.New(sesv2.NewFromConfig(cfg), from, os.Getenv("SES_CONFIGURATION_SET"))
 	}
-	h := &tasks.Handler{Access: access.New(ac)}
-	lambda.Start(func(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
-		out, err := h.Handle(ctx, payload)
-		var te *tasks.Error
-		if errors.As(err, &te) {
-			// The error's name becomes the Step Functions error that Retry
-			// and Catch match (otherwise the runtime reports the Go type).
-			return nil, messages.InvokeResponse_Error{Type: te.Name, Message: te.Cause}
-		}
-		return out, err
-	})
+	// The checkout tasks that need no network path to the targets run
+	// here (await, expiry, rotation-failed, release); rotate and
+	// post-hooks run in the rotate function.
+	co := checkout.New(checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: kms.New(awskms.NewFromConfig(cfg), os.Getenv("KMS_KEY_ID")),
+		Workflow: ac.Workflow.(*sfn.Workflow), Logger: logger})
+	h := &tasks.Handler{Access: access.New(ac), Checkout: co}
+	lambda.Start(h.ForLambda())
 	return nil
 }

@@ -275,15 +275,21 @@ func actor(ctx context.Context) string {
 }
 
 // targetErr keeps a coded error's code (and ErrLoginRefused in the chain)
-// and says which step failed; a refusal becomes a conflict: the target
-// is up but will not take the change.
+// and says which step failed.
 func targetErr(verb string, err error) error {
 	var e *escrow.Error
+	if errors.Is(err, escrow.ErrLoginRefused) {
+		// Whatever code the adapter chose, a refused login is invalid
+		// configuration (a stored password the target no longer takes):
+		// retrying it at once would only risk locking the account.
+		msg := verb + ": the target refused the login"
+		if errors.As(err, &e) && e.Message != "" {
+			msg = verb + ": " + e.Message
+		}
+		return &escrow.Error{Code: escrow.CodeInvalid, Message: msg, Err: err}
+	}
 	if errors.As(err, &e) {
 		return &escrow.Error{Code: e.Code, Message: verb + ": " + e.Message, Err: err}
-	}
-	if errors.Is(err, escrow.ErrLoginRefused) {
-		return &escrow.Error{Code: escrow.CodeConflict, Message: verb + ": the target refused the login", Err: err}
 	}
 	return escrow.Wrap(escrow.CodeUnavailable, err, verb)
 }

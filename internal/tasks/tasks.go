@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/aws/aws-lambda-go/lambda/messages"
+
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/asl"
 	"github.com/escrow-pam/escrow/internal/checkout"
@@ -140,6 +142,20 @@ func (h *Handler) checkoutTask(ctx context.Context, p Payload) (out json.RawMess
 	}
 	out, err = json.Marshal(step)
 	return out, err, true
+}
+
+// ForLambda adapts Handle to a Lambda handler: a task's error name becomes
+// the Step Functions error that Retry and Catch match (otherwise the
+// runtime reports the Go type).
+func (h *Handler) ForLambda() func(context.Context, json.RawMessage) (json.RawMessage, error) {
+	return func(ctx context.Context, payload json.RawMessage) (json.RawMessage, error) {
+		out, err := h.Handle(ctx, payload)
+		var te *Error
+		if errors.As(err, &te) {
+			return nil, messages.InvokeResponse_Error{Type: te.Name, Message: te.Cause}
+		}
+		return out, err
+	}
 }
 
 // ForRunner adapts Handle to the embedded ASL runner, carrying error names
