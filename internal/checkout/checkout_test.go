@@ -58,7 +58,7 @@ func as(p *escrow.Principal) context.Context {
 }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *clock
 	store   *sqlite.Store
 	secrets *secrets.Service
@@ -67,7 +67,7 @@ type env struct {
 }
 
 // newEnv: /ops (view for group ops, list for visitors) under rule.
-func newEnv(t *testing.T, rule *escrow.CheckoutRule) *env {
+func newEnv(t testing.TB, rule *escrow.CheckoutRule) *env {
 	t.Helper()
 	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "escrow.db"))
 	if err != nil {
