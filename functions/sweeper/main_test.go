@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/awstest"
+	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/lambdatest"
 	"github.com/escrow-pam/escrow/internal/lambdatest/seed"
@@ -34,14 +36,20 @@ func TestBootstrapSweeps(t *testing.T) {
 		t.Fatalf("create tables: %v", err)
 	}
 	g := seed.ExpiredGrant(t, cfg, tables)
+	store := dynamo.New(dynamodb.NewFromConfig(cfg), tables)
+	expiredCheckout(t, store, g.SecretID)
 
 	bin := lambdatest.Build(t, ".")
 	rt := lambdatest.NewRuntime(t)
 	env := append(rt.Env(), "AWS_ENDPOINT_URL="+m.Endpoint, "TABLE_NAME="+tables.Main, "AUDIT_TABLE_NAME="+tables.Audit)
 	fn := lambdatest.Start(t, bin, env)
 
-	if got := sweep(t, "first sweep", rt.Invoke(t, fn, []byte(`{}`))); got != (access.SweepResult{Expired: 1}) {
-		t.Errorf("first sweep = %+v, want exactly one grant expired", got)
+	if got := sweep(t, "first sweep", rt.Invoke(t, fn, []byte(`{}`))); got != (Result{SweepResult: access.SweepResult{Expired: 1},
+		Checkouts: checkout.SweepResult{Expired: 1}}) {
+		t.Errorf("first sweep = %+v, want exactly one grant and one checkout expired", got)
+	}
+	if c, err := store.GetCheckout(t.Context(), g.SecretID); err != nil || c.Status != escrow.CheckoutReleased || c.EndReason != "expired" {
+		t.Errorf("checkout after the sweep: %+v, %v; want released as expired", c, err)
 	}
 	stored, err := dynamo.New(dynamodb.NewFromConfig(cfg), tables).GetGrant(t.Context(), g.ID)
 	if err != nil || stored.Status != escrow.StatusExpired {
@@ -59,7 +67,7 @@ func TestBootstrapSweeps(t *testing.T) {
 
 	// What the schedule really sends; the handler ignores it.
 	event := fixture(t, "scheduled-event.json")
-	if got := sweep(t, "second sweep", rt.Invoke(t, fn, event)); got != (access.SweepResult{}) {
+	if got := sweep(t, "second sweep", rt.Invoke(t, fn, event)); got != (Result{}) {
 		t.Errorf("second sweep = %+v, want nothing changed", got)
 	}
 
@@ -111,18 +119,33 @@ func TestEventFixtureRoundTrip(t *testing.T) {
 }
 
 // sweep decodes the function's answer, refusing fields SweepResult lacks.
-func sweep(t *testing.T, what string, out lambdatest.Outcome) access.SweepResult {
+func sweep(t *testing.T, what string, out lambdatest.Outcome) Result {
 	t.Helper()
 	if out.Failed {
 		t.Fatalf("%s: function error %s: %s", what, out.ErrorType, out.ErrorMessage)
 	}
 	dec := json.NewDecoder(bytes.NewReader(out.Body))
 	dec.DisallowUnknownFields()
-	var res access.SweepResult
+	var res Result
 	if err := dec.Decode(&res); err != nil {
 		t.Fatalf("%s: decode %s: %v", what, out.Body, err)
 	}
 	return res
+}
+
+// expiredCheckout stores a checkout slot of secretID whose expiry passed an
+// hour ago and that nothing ended (its workflow died).
+func expiredCheckout(t *testing.T, store *dynamo.Store, secretID string) {
+	t.Helper()
+	now := time.Now().UTC()
+	c := &escrow.Checkout{SecretID: secretID, ID: escrow.NewID(now), Status: escrow.CheckoutActive,
+		Holder: escrow.Actor{Subject: "dave"}, Start: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour),
+		Interval: escrow.Duration(time.Hour), Revision: 1, UpdatedAt: now.Add(-2 * time.Hour)}
+	rec := escrow.NewAuditRecord(t.Context(), now, escrow.ActionCheckout, escrow.SecretTarget(secretID))
+	rec.SecretID = secretID
+	if err := store.PutCheckout(t.Context(), c, 0, rec); err != nil {
+		t.Fatalf("seed checkout: %v", err)
+	}
 }
 
 func fixture(t *testing.T, name string) []byte {

@@ -122,3 +122,10 @@ func TestTicketSystemConformance(t *testing.T) {
 		return New(client, newTables(t, client))
 	})
 }
+
+func TestCheckoutConformance(t *testing.T) {
+	client, _ := newClient(t)
+	storetest.RunCheckouts(t, func(t *testing.T) storetest.CheckoutBackend {
+		return New(client, newTables(t, client))
+	})
+}

@@ -170,6 +170,14 @@ func TestErrorMapping(t *testing.T) {
 		{"BatchGetItem", func(st *Store) error { _, err := st.GetFolders(ctx, []string{"/", "/f"}); return err }},
 		{"TransactWriteItems", func(st *Store) error { return st.CreateSecret(ctx, sec, ver, rec()) }},
 		{"TransactWriteItems", func(st *Store) error { return st.PutFolder(ctx, &escrow.Folder{Path: "/f", Revision: 1}, 0, rec()) }},
+		{"GetItem", func(st *Store) error { _, err := st.GetCheckout(ctx, "S1"); return err }},
+		{"Query", func(st *Store) error { _, err := st.ListOpenCheckouts(ctx, "", 10); return err }},
+		{"TransactWriteItems", func(st *Store) error {
+			return st.PutCheckout(ctx, &escrow.Checkout{SecretID: "S1", Status: escrow.CheckoutActive, Revision: 1}, 0, rec())
+		}},
+		{"TransactWriteItems", func(st *Store) error {
+			return st.PutCheckout(ctx, &escrow.Checkout{SecretID: "S1", Status: escrow.CheckoutReleased, Revision: 3}, 2, rec())
+		}},
 	}
 	for _, tc := range errorCases {
 		for _, op := range ops {

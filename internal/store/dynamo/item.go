@@ -248,35 +248,41 @@ func (d *decoder) acl(name string) []escrow.ACE {
 	return out
 }
 
-// secretItem is the META item of a secret, with the attributes of the
-// byFolder and byPath indexes.
-// putPolicy stores a policy as its JSON text: it is read whole, never
-// queried, and JSON keeps it in step with the API's form.
-func putPolicy(it item, name string, p *escrow.Policy) {
-	if p == nil {
+// putJSON stores v (a policy, a rotation) as its JSON text; nil is left
+// out. Such values are read whole, never queried, and JSON keeps them in
+// step with the API's form.
+func putJSON[T any](it item, name string, v *T) {
+	if v == nil {
 		return
 	}
-	b, err := json.Marshal(p)
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic("escrow: a policy does not marshal: " + err.Error()) // plain strings, numbers and slices: cannot happen
+		panic(fmt.Sprintf("escrow: a %T does not marshal: %v", v, err)) // plain strings, numbers, maps and slices: cannot happen
 	}
 	it[name] = s(string(b))
 }
 
-// policy reads a policy stored by putPolicy (nil if absent).
-func (d *decoder) policy(name string) *escrow.Policy {
+// jsonAttr reads a value stored by putJSON (nil if absent).
+func jsonAttr[T any](d *decoder, name, what string) *T {
 	raw := d.str(name)
 	if raw == "" || d.err != nil {
 		return nil
 	}
-	var p escrow.Policy
-	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		d.fail(name, "a JSON policy")
+	v := new(T)
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		d.fail(name, what)
 		return nil
 	}
-	return &p
+	return v
 }
 
+// policy reads a policy stored by putJSON (nil if absent).
+func (d *decoder) policy(name string) *escrow.Policy {
+	return jsonAttr[escrow.Policy](d, name, "a JSON policy")
+}
+
+// secretItem is the META item of a secret, with the attributes of the
+// byFolder and byPath indexes. pendingVersion is left out while 0.
 func secretItem(sec *escrow.Secret) item {
 	it := item{
 		"pk":             s(secretPK(sec.ID)),
@@ -299,7 +305,11 @@ func secretItem(sec *escrow.Secret) item {
 	putS(it, "updatedBy", sec.UpdatedBy)
 	putMap(it, "tags", sec.Tags)
 	putACL(it, "acl", sec.ACL)
-	putPolicy(it, "policy", sec.Policy)
+	putJSON(it, "policy", sec.Policy)
+	putJSON(it, "rotation", sec.Rotation)
+	if sec.PendingVersion != 0 {
+		it["pendingVersion"] = n(int64(sec.PendingVersion))
+	}
 	if sec.DeletedAt != nil {
 		it["deletedAt"] = tm(*sec.DeletedAt)
 	}
@@ -328,6 +338,8 @@ func decodeSecret(it item) (*escrow.Secret, error) {
 		sec.DeletedAt = &t
 	}
 	sec.Policy = d.policy("policy")
+	sec.Rotation = jsonAttr[escrow.RotationConfig](&d, "rotation", "a JSON rotation")
+	sec.PendingVersion = int(d.num("pendingVersion"))
 	if d.err != nil {
 		return nil, fmt.Errorf("decode secret: %w", d.err)
 	}
@@ -375,7 +387,7 @@ func folderItem(f *escrow.Folder) item {
 	}
 	putS(it, "updatedBy", f.UpdatedBy)
 	putACL(it, "acl", f.ACL)
-	putPolicy(it, "policy", f.Policy)
+	putJSON(it, "policy", f.Policy)
 	return it
 }
 

@@ -1,6 +1,7 @@
 package dynamo
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,9 +238,14 @@ func (st *Store) notFoundOr(ctx context.Context, err error, pk, what string) err
 
 // getBody is one strongly consistent GetItem of a META item.
 func (st *Store) getBody(ctx context.Context, pk, what string) (item, error) {
+	return st.getItem(ctx, key(pk, metaSK), what)
+}
+
+// getItem is one strongly consistent GetItem. Returns ErrNotFound.
+func (st *Store) getItem(ctx context.Context, k item, what string) (item, error) {
 	out, err := st.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(st.tables.Main),
-		Key:            key(pk, metaSK),
+		Key:            k,
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -301,9 +307,13 @@ func (st *Store) GrantsFor(ctx context.Context, secretID, subject string, since 
 	}
 }
 
-// indexQuery is one newest-first list over an index sorted by csk.
+// indexQuery is one list over an index: newest first by csk unless
+// rangeAttr and forward say otherwise. Its items are at sort key sk (META
+// unless set) under pkPrefix.
 type indexQuery struct {
 	op, index, hashAttr, hash, pkPrefix string
+	rangeAttr, sk                       string // "" means csk, META
+	forward                             bool   // oldest first
 	filters                             []string
 	names                               map[string]string
 	values                              item
@@ -326,24 +336,25 @@ func (q *indexQuery) filter(attr, v string) {
 func (st *Store) runIndexQuery(ctx context.Context, q *indexQuery, decode func(item) error) (string, error) {
 	q.names["#h"] = q.hashAttr
 	q.values[":h"] = s(q.hash)
+	rangeAttr, sk := cmp.Or(q.rangeAttr, "csk"), cmp.Or(q.sk, metaSK)
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(st.tables.Main),
 		IndexName:                 aws.String(q.index),
 		KeyConditionExpression:    aws.String("#h = :h"),
-		ScanIndexForward:          aws.Bool(false),
+		ScanIndexForward:          aws.Bool(q.forward),
 		ExpressionAttributeNames:  q.names,
 		ExpressionAttributeValues: q.values,
 	}
 	if len(q.filters) > 0 {
 		in.FilterExpression = aws.String(strings.Join(q.filters, " AND "))
 	}
-	attrs := []string{"pk", "sk", q.hashAttr, "csk"}
+	attrs := []string{"pk", "sk", q.hashAttr, rangeAttr}
 	if q.cursor != "" {
 		c, err := decodeCursor(q.cursor, q.index, attrs...)
 		if err != nil {
 			return "", err
 		}
-		if c.Key[q.hashAttr] != q.hash || !strings.HasPrefix(c.Key["pk"], q.pkPrefix) || c.Key["sk"] != metaSK {
+		if c.Key[q.hashAttr] != q.hash || !strings.HasPrefix(c.Key["pk"], q.pkPrefix) || c.Key["sk"] != sk {
 			return "", errCursor("from another query")
 		}
 		in.ExclusiveStartKey = c.startKey()

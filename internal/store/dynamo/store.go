@@ -15,7 +15,8 @@ import (
 )
 
 // Tables names the two tables: Main holds secrets, versions, folders, path
-// reservations and the ACL index; Audit holds the append-only audit trail.
+// reservations, the ACL index, checkout slots, requests, grants and
+// configuration items; Audit holds the append-only audit trail.
 type Tables struct{ Main, Audit string }
 
 // API is the part of *dynamodb.Client the store uses. Keeping it narrow lets
@@ -188,6 +189,12 @@ func (st *Store) CreateSecret(ctx context.Context, sec *escrow.Secret, v *escrow
 	return st.commit(ctx, "create secret", &x, rec)
 }
 
+// newVersionOf reports whether an update of sec may add version n: its
+// current version, or a rotation's pending one (escrow.Store.UpdateSecret).
+func newVersionOf(sec *escrow.Secret, n int) bool {
+	return n == sec.CurrentVersion || (sec.PendingVersion != 0 && n == sec.PendingVersion)
+}
+
 // UpdateSecret reads the stored secret (to learn its old path and ACL, and
 // to tell a missing secret from a stale revision), then writes everything
 // in one transaction conditional on that revision. See escrow.Store.
@@ -200,8 +207,8 @@ func (st *Store) UpdateSecret(ctx context.Context, sec *escrow.Secret, prevRevis
 		return escrow.Errorf(escrow.CodeInvalid, "a secret needs an id, a name and a folder")
 	case sec.Revision != prevRevision+1:
 		return escrow.Errorf(escrow.CodeInvalid, "the new revision must be the previous one plus one")
-	case v != nil && (v.SecretID != sec.ID || v.Version != sec.CurrentVersion):
-		return escrow.Errorf(escrow.CodeInvalid, "a new version must be the secret's current version")
+	case v != nil && (v.SecretID != sec.ID || !newVersionOf(sec, v.Version)):
+		return escrow.Errorf(escrow.CodeInvalid, "a new version must be the secret's current or pending version")
 	}
 	if err := escrow.ValidateACL(sec.ACL); err != nil {
 		return err

@@ -266,3 +266,53 @@ func TestGetFoldersMany(t *testing.T) {
 		t.Errorf("GetFolders = %q, want %q", got, want)
 	}
 }
+
+// TestCheckoutWrites checks the shape of PutCheckout's one transaction:
+// the slot, conditional on its key being new or on the revision, with the
+// open-slot index key only while open, and the audit record beside it.
+func TestCheckoutWrites(t *testing.T) {
+	client, _ := newClient(t)
+	tables := newTables(t, client)
+	rec := &recorder{API: client}
+	st := New(rec, tables)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	id := escrow.NewID(testNow)
+	co := &escrow.Checkout{SecretID: id, ID: escrow.NewID(testNow), Status: escrow.CheckoutActive, Revision: 1, UpdatedAt: testNow}
+	if err := st.PutCheckout(ctx, co, 0, escrow.NewAuditRecord(ctx, testNow, "checkout.begin", "")); err != nil {
+		t.Fatalf("PutCheckout(open): %v", err)
+	}
+	rel := *co
+	rel.Status, rel.Revision, rel.UpdatedAt = escrow.CheckoutReleased, 2, testNow.Add(time.Minute)
+	if err := st.PutCheckout(ctx, &rel, 1, escrow.NewAuditRecord(ctx, testNow.Add(time.Minute), "checkout.end", "")); err != nil {
+		t.Fatalf("PutCheckout(released): %v", err)
+	}
+	if len(rec.puts) != 0 || len(rec.txns) != 2 {
+		t.Fatalf("got %d PutItem calls and %d transactions, want 0 and 2", len(rec.puts), len(rec.txns))
+	}
+	for i, want := range []struct {
+		cond string
+		open bool
+	}{{condNotExists, true}, {condRevision, false}} {
+		items := rec.txns[i].TransactItems
+		if len(items) != 2 || items[0].Put == nil || items[1].Put == nil {
+			t.Fatalf("transaction %d has %d items, want two puts", i, len(items))
+		}
+		slot, audit := items[0].Put, items[1].Put
+		d := decoder{it: slot.Item}
+		if aws.ToString(slot.TableName) != tables.Main || d.str("pk") != secretPK(id) || d.str("sk") != checkoutSK {
+			t.Errorf("transaction %d puts the slot at %s %s/%s", i, aws.ToString(slot.TableName), d.str("pk"), d.str("sk"))
+		}
+		if got := aws.ToString(slot.ConditionExpression); got != want.cond {
+			t.Errorf("transaction %d: slot condition %q, want %q", i, got, want.cond)
+		}
+		_, hasHash := slot.Item["copk"]
+		_, hasRange := slot.Item["cosk"]
+		if hasHash != want.open || hasRange != want.open {
+			t.Errorf("transaction %d: open-slot index key present = %v/%v, want %v", i, hasHash, hasRange, want.open)
+		}
+		if aws.ToString(audit.TableName) != tables.Audit || aws.ToString(audit.ConditionExpression) != condNotExists {
+			t.Errorf("transaction %d: second put goes to %s with condition %q, want the audit table with attribute_not_exists",
+				i, aws.ToString(audit.TableName), aws.ToString(audit.ConditionExpression))
+		}
+	}
+}

@@ -59,10 +59,11 @@ func gsi(name, hash, rng string) types.GlobalSecondaryIndex {
 
 // mainKeyAttrs are the key attributes of the main table and its indexes;
 // the second line is those of requests and grants (requests.go), the third
-// those of configuration items (ticketsystems.go).
+// those of configuration items (ticketsystems.go) and checkout slots
+// (checkouts.go).
 var mainKeyAttrs = []string{"pk", "sk", "fpk", "fsk", "ppk", "psk", "gpk", "gsk",
 	"rpk", "rspk", "stpk", "apk", "csk", "gepk", "gesk", "gspk", "gxpk", "opk",
-	"kpk", "ksk"}
+	"kpk", "ksk", "copk", "cosk"}
 
 func mainTable(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
@@ -85,6 +86,8 @@ func mainTable(name string) *dynamodb.CreateTableInput {
 			gsi(idxOpenGrants, "opk", "csk"),
 			// Configuration items by kind, then name (ticketsystems.go).
 			gsi(idxByKind, "kpk", "ksk"),
+			// Sparse: open checkout slots, oldest update first (checkouts.go).
+			gsi(idxOpenCheckouts, "copk", "cosk"),
 		},
 	}
 }

@@ -19,7 +19,7 @@ import (
 const maxIn = 16
 
 const secretCols = `id, folder, name, type, description, tags, acl, current_version, revision,
-	created_at, created_by, updated_at, updated_by, deleted_at, policy`
+	created_at, created_by, updated_at, updated_by, deleted_at, policy, rotation, pending_version`
 
 func (s *Store) prepareReads(ctx context.Context) error {
 	for _, p := range []struct {
@@ -56,6 +56,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 		return err
 	}
 	if err := s.prepareTicketSystems(ctx); err != nil {
+		return err
+	}
+	if err := s.prepareCheckouts(ctx); err != nil {
 		return err
 	}
 	return s.prepareAudit(ctx)
@@ -168,11 +171,13 @@ func scanSecret(r scanner) (*escrow.Secret, error) {
 		sec              escrow.Secret
 		typ              string
 		tags, acl, pol   sql.NullString
+		rot              sql.NullString
 		created, updated int64
 		deleted          sql.NullInt64
 	)
 	if err := r.Scan(&sec.ID, &sec.Folder, &sec.Name, &typ, &sec.Description, &tags, &acl,
-		&sec.CurrentVersion, &sec.Revision, &created, &sec.CreatedBy, &updated, &sec.UpdatedBy, &deleted, &pol); err != nil {
+		&sec.CurrentVersion, &sec.Revision, &created, &sec.CreatedBy, &updated, &sec.UpdatedBy, &deleted, &pol,
+		&rot, &sec.PendingVersion); err != nil {
 		return nil, err
 	}
 	sec.Type = escrow.SecretType(typ)
@@ -193,7 +198,34 @@ func scanSecret(r scanner) (*escrow.Secret, error) {
 	if sec.Policy, err = decodePolicy(pol); err != nil {
 		return nil, err
 	}
+	if sec.Rotation, err = decodeRotation(rot); err != nil {
+		return nil, err
+	}
 	return &sec, nil
+}
+
+// decodeRotation reads a rotation column (NULL if none).
+func decodeRotation(raw sql.NullString) (*escrow.RotationConfig, error) {
+	if !raw.Valid {
+		return nil, nil
+	}
+	var r escrow.RotationConfig
+	if err := json.Unmarshal([]byte(raw.String), &r); err != nil {
+		return nil, corrupt("rotation", err)
+	}
+	return &r, nil
+}
+
+// rotationArg encodes a rotation column.
+func rotationArg(r *escrow.RotationConfig) (any, error) {
+	if r == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode rotation: %w", err)
+	}
+	return string(b), nil
 }
 
 // decodePolicy reads a policy column (NULL if none).
@@ -220,8 +252,9 @@ func policyArg(p *escrow.Policy) (any, error) {
 	return string(b), nil
 }
 
-// secretArgs returns the column values of sec in the order of secretCols
-// after id: path, folder, name, ... deleted_at.
+// secretArgs returns the column values of sec in the order of the insert
+// and update statements: path, folder, name, ... deleted_at, policy,
+// rotation, pending_version.
 func secretArgs(sec *escrow.Secret) ([]any, error) {
 	tags, err := jsonOrNil(sec.Tags, len(sec.Tags) == 0)
 	if err != nil {
@@ -239,9 +272,13 @@ func secretArgs(sec *escrow.Secret) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	rot, err := rotationArg(sec.Rotation)
+	if err != nil {
+		return nil, err
+	}
 	return []any{sec.Path(), sec.Folder, sec.Name, string(sec.Type), sec.Description, tags, acl,
 		sec.CurrentVersion, sec.Revision, fromTime(sec.CreatedAt), sec.CreatedBy,
-		fromTime(sec.UpdatedAt), sec.UpdatedBy, deleted, pol}, nil
+		fromTime(sec.UpdatedAt), sec.UpdatedBy, deleted, pol, rot, sec.PendingVersion}, nil
 }
 
 // --- writes ---
@@ -286,6 +323,12 @@ func (s *Store) CreateSecret(ctx context.Context, sec *escrow.Secret, v *escrow.
 	})
 }
 
+// newVersionOf reports whether an update of sec may add version n: its
+// current version, or a rotation's pending one (escrow.Store.UpdateSecret).
+func newVersionOf(sec *escrow.Secret, n int) bool {
+	return n == sec.CurrentVersion || (sec.PendingVersion != 0 && n == sec.PendingVersion)
+}
+
 // UpdateSecret replaces sec's metadata where the stored revision is
 // prevRevision, adds v if not nil, and appends rec, in one transaction.
 func (s *Store) UpdateSecret(ctx context.Context, sec *escrow.Secret, prevRevision int64, v *escrow.SecretVersion, rec *escrow.AuditRecord) error {
@@ -294,8 +337,8 @@ func (s *Store) UpdateSecret(ctx context.Context, sec *escrow.Secret, prevRevisi
 		return invalid("update secret needs a secret and an audit record")
 	case sec.Revision != prevRevision+1:
 		return invalid("revision must be the previous revision plus one")
-	case v != nil && (v.Version != sec.CurrentVersion || (v.SecretID != "" && v.SecretID != sec.ID)):
-		return invalid("a new version must be the secret's current version")
+	case v != nil && (!newVersionOf(sec, v.Version) || (v.SecretID != "" && v.SecretID != sec.ID)):
+		return invalid("a new version must be the secret's current or pending version")
 	}
 	args, err := secretArgs(sec)
 	if err != nil {

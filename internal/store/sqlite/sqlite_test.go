@@ -93,6 +93,13 @@ func TestRequestConformance(t *testing.T) {
 	})
 }
 
+func TestCheckoutConformance(t *testing.T) {
+	storetest.RunCheckouts(t, func(t *testing.T) storetest.CheckoutBackend {
+		s, _ := open(t)
+		return s
+	})
+}
+
 func TestTicketSystemConformance(t *testing.T) {
 	storetest.RunTicketSystems(t, func(t *testing.T) storetest.TicketBackend {
 		s, _ := open(t)
@@ -336,6 +343,60 @@ func TestAuditTicketMigration(t *testing.T) {
 	byTicket, err := s.QueryAudit(ctx, escrow.AuditQuery{Ticket: "CHG1"})
 	if err != nil || len(byTicket.Records) != 1 || byTicket.Records[0].ID != rec.ID {
 		t.Errorf("QueryAudit(ticket) = %+v, %v; want only the record written since", byTicket.Records, err)
+	}
+}
+
+// TestRotationMigration upgrades a database whose secrets predate
+// rotation: they read back with no rotation and no pending version, and
+// can take one.
+func TestRotationMigration(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "escrow.db")
+	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "ADD COLUMN pending_version") })
+	if before < 0 {
+		t.Fatal("no migration adds the pending_version column")
+	}
+	db := rawDB(t, path)
+	for i, m := range migrations[:before] {
+		if _, err := db.ExecContext(ctx, m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
+		t.Fatal(err)
+	}
+	id := escrow.NewID(t0)
+	if _, err := db.ExecContext(ctx, `INSERT INTO secrets (id, path, folder, name, type, description,
+		current_version, revision, created_at, created_by, updated_at, updated_by)
+		VALUES (?, '/a/x', '/a', 'x', 'password', '', 1, 1, ?, 'alice', ?, 'alice')`, id, t0.UnixNano(), t0.UnixNano()); err != nil {
+		t.Fatalf("insert old secret: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	sec, err := s.GetSecret(ctx, id)
+	if err != nil {
+		t.Fatalf("GetSecret: %v", err)
+	}
+	if sec.Rotation != nil || sec.PendingVersion != 0 || sec.CurrentVersion != 1 {
+		t.Fatalf("old secret reads back with rotation %+v, pending %d, current %d; want none, 0, 1",
+			sec.Rotation, sec.PendingVersion, sec.CurrentVersion)
+	}
+	sec.Revision, sec.PendingVersion = 2, 2
+	sec.Rotation = &escrow.RotationConfig{Target: escrow.TargetPostgres}
+	v := &escrow.SecretVersion{SecretID: id, Version: 2, CreatedAt: t0, KeyID: "k", WrappedKey: []byte{1}, Ciphertext: []byte{2}}
+	if err := s.UpdateSecret(ctx, sec, 1, v, newRecord(1)); err != nil {
+		t.Fatalf("UpdateSecret(pending version): %v", err)
+	}
+	got, err := s.GetSecret(ctx, id)
+	if err != nil || got.PendingVersion != 2 || got.CurrentVersion != 1 || got.Rotation == nil || got.Rotation.Target != escrow.TargetPostgres {
+		t.Errorf("GetSecret after a pending version = %+v, %v", got, err)
 	}
 }
 
@@ -605,7 +666,15 @@ func TestQueriesUseIndexes(t *testing.T) {
 		// (ListTicketSystems reads the whole table, in key order, by design.)
 		"SELECT value FROM settings WHERE name = 'x'",
 		"UPDATE ticket_systems SET revision = 2 WHERE name = 'x' AND revision = 1",
+		"SELECT body FROM checkouts WHERE secret_id = 'x'",
+		"UPDATE checkouts SET status = 'released', open = 0 WHERE secret_id = 'x' AND revision = 1",
 	}
+	// The sweeper's list must walk the partial index of open slots.
+	openQ := strings.NewReplacer("(?, ?)", "(5, 'x')", "LIMIT ?", "LIMIT 10").Replace(listOpenSQL)
+	if plan := explain(t, db, openQ); !strings.Contains(plan, "checkouts_open") {
+		t.Errorf("%s\n  plan: %q, want the checkouts_open index", openQ, plan)
+	}
+	queries = append(queries, openQ)
 	// The prepared audit queries themselves, with every filter set: the
 	// ticket ones must walk audit_ticket (the plan names it).
 	for bits := range 16 {

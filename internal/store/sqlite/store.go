@@ -30,8 +30,9 @@ import (
 )
 
 var (
-	_ escrow.Store    = (*Store)(nil)
-	_ escrow.AuditLog = (*Store)(nil)
+	_ escrow.Store         = (*Store)(nil)
+	_ escrow.AuditLog      = (*Store)(nil)
+	_ escrow.CheckoutStore = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.
@@ -47,6 +48,7 @@ type Store struct {
 	req                                                  requestStmts
 	exe                                                  execStmts
 	tsys                                                 ticketStmts
+	co                                                   checkoutStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -329,6 +331,26 @@ CREATE TABLE settings (
 -- records carry no ticket, and "ticket = ?" implies NOT NULL.
 ALTER TABLE audit ADD COLUMN ticket TEXT;
 CREATE INDEX audit_ticket ON audit(ticket, id) WHERE ticket IS NOT NULL;
+`, `
+-- 8: checkout and rotation. A secret's rotation settings (JSON, NULL if
+-- none) and its pending version (a rotation's new password, stored before
+-- the target changes; 0 if none). Each secret's checkout slot is kept
+-- whole as JSON (body); the columns beside it exist for the index and the
+-- revision check. open is 1 while the status is not released: the partial
+-- index lists the open slots, oldest update first, however many have been
+-- released.
+ALTER TABLE secrets ADD COLUMN rotation TEXT;
+ALTER TABLE secrets ADD COLUMN pending_version INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE checkouts (
+	secret_id  TEXT PRIMARY KEY,
+	status     TEXT NOT NULL,
+	open       INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL, -- Unix nanoseconds, clamped: the sort key
+	revision   INTEGER NOT NULL,
+	body       BLOB NOT NULL
+);
+CREATE INDEX checkouts_open ON checkouts(updated_at, secret_id) WHERE open = 1;
 `}
 
 // migrate applies the migrations the database lacks, each in its own

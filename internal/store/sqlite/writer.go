@@ -46,6 +46,7 @@ type writeStmts struct {
 	delExecTokens, insExecToken        *sql.Stmt
 	insTicketSys, updTicketSys         *sql.Stmt
 	putSetting, delSetting             *sql.Stmt
+	insCheckout, updCheckout           *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -85,11 +86,12 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.release, "RELEASE op"},
 		{&w.st.rollbackTo, "ROLLBACK TO op"},
 		{&w.st.insSecret, `INSERT INTO secrets (id, path, folder, name, type, description, tags, acl,
-			current_version, revision, created_at, created_by, updated_at, updated_by, deleted_at, policy)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			current_version, revision, created_at, created_by, updated_at, updated_by, deleted_at, policy,
+			rotation, pending_version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.updSecret, `UPDATE secrets SET path = ?, folder = ?, name = ?, type = ?, description = ?,
 			tags = ?, acl = ?, current_version = ?, revision = ?, created_at = ?, created_by = ?,
-			updated_at = ?, updated_by = ?, deleted_at = ?, policy = ?
+			updated_at = ?, updated_by = ?, deleted_at = ?, policy = ?, rotation = ?, pending_version = ?
 			WHERE id = ? AND revision = ?`},
 		{&w.st.existsSecret, "SELECT 1 FROM secrets WHERE id = ?"},
 		{&w.st.insVersion, `INSERT INTO versions (secret_id, version, created_at, created_by, key_id, wrapped_key, ciphertext)
@@ -120,6 +122,10 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.updTicketSys, "UPDATE ticket_systems SET revision = ?, body = ? WHERE name = ? AND revision = ?"},
 		{&w.st.putSetting, "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2"},
 		{&w.st.delSetting, "DELETE FROM settings WHERE name = ?"},
+		{&w.st.insCheckout, `INSERT INTO checkouts (secret_id, status, open, updated_at, revision, body)
+			VALUES (?, ?, ?, ?, ?, ?)`},
+		{&w.st.updCheckout, `UPDATE checkouts SET status = ?, open = ?, updated_at = ?, revision = ?, body = ?
+			WHERE secret_id = ? AND revision = ?`},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

@@ -1,7 +1,9 @@
-// Package storetest is the one conformance suite for the escrow.Store and
-// escrow.AuditLog ports. Every adapter (store/sqlite, store/dynamo) calls Run
-// from its own tests, so that the embedded store and the DynamoDB store are
-// checked against the same promises.
+// Package storetest is the one conformance suite for the store ports:
+// escrow.Store and escrow.AuditLog (Run), escrow.RequestStore
+// (RunRequests), escrow.TicketSystemStore (RunTicketSystems) and
+// escrow.CheckoutStore (RunCheckouts). Every adapter (store/sqlite,
+// store/dynamo) calls each from its own tests, so that the embedded store
+// and the DynamoDB store are checked against the same promises.
 //
 // The suite must test only what the port doc comments in internal/escrow
 // promise, never an adapter's internals (no SQL, no table layouts, no cursor
@@ -48,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		}},
 		{"Versions", []test{
 			{"KeepOldVersions", testVersions},
+			{"PendingVersion", testPendingVersion},
 			{"ExistingVersion", testExistingVersion},
 			{"UnknownSecret", testVersionsUnknown},
 			{"VersionAndFolders", testVersionAndFolders},
@@ -196,6 +199,12 @@ func clone(s *escrow.Secret) *escrow.Secret {
 	c := *s
 	c.Tags = maps.Clone(s.Tags)
 	c.ACL = slices.Clone(s.ACL)
+	if s.Rotation != nil {
+		r := *s.Rotation
+		r.Options = maps.Clone(r.Options)
+		r.Password.Classes = slices.Clone(r.Password.Classes)
+		c.Rotation = &r
+	}
 	if s.DeletedAt != nil {
 		d := *s.DeletedAt
 		c.DeletedAt = &d
@@ -273,8 +282,14 @@ func diffSecret(got, want *escrow.Secret) string {
 	if !samePolicy(got.Policy, want.Policy) {
 		add("Policy", policyJSON(got.Policy), policyJSON(want.Policy))
 	}
+	if r, w := rotationJSON(got.Rotation), rotationJSON(want.Rotation); r != w {
+		add("Rotation", r, w)
+	}
 	if got.CurrentVersion != want.CurrentVersion {
 		add("CurrentVersion", got.CurrentVersion, want.CurrentVersion)
+	}
+	if got.PendingVersion != want.PendingVersion {
+		add("PendingVersion", got.PendingVersion, want.PendingVersion)
 	}
 	if got.Revision != want.Revision {
 		add("Revision", got.Revision, want.Revision)
@@ -381,6 +396,7 @@ func testCreateAndGet(t *testing.T, b Backend) {
 	s.Description = "main Postgres, \"quoted\" and ünïcode"
 	s.Tags["note"] = `a "quoted" \ back<slash> & ünïcode`
 	s.Policy = testPolicy()
+	s.Rotation = testRotation()
 	create(t, b, ctx, c, s, v)
 	checkSecret(t, "GetSecret", mustGet(t, b, ctx, s.ID), s)
 
@@ -590,6 +606,94 @@ func testVersionAndFolders(t *testing.T, b Backend) {
 	wantErr(t, "GetVersionAndFolders(unknown)", err, escrow.ErrNotFound)
 }
 
+// testPendingVersion follows a rotation through the store: the new
+// password is stored as the pending version (the current one, and what a
+// reveal reads, stay as they were), then promoted by a metadata update.
+func testPendingVersion(t *testing.T, b Backend) {
+	ctx, c := ctxFor(t, alice), newClock()
+	s, v1 := newSecret(c, "/a", "x")
+	s.Rotation = testRotation()
+	create := record(ctx, c, escrow.ActionSecretCreate, s.ID)
+	if err := b.CreateSecret(ctx, s, v1, create); err != nil {
+		t.Fatalf("CreateSecret: %v", err)
+	}
+	done := []*escrow.AuditRecord{create}
+	write := func(what string, u *escrow.Secret, v *escrow.SecretVersion) {
+		t.Helper()
+		rec := record(ctx, c, escrow.ActionSecretUpdate, s.ID)
+		if err := b.UpdateSecret(ctx, u, u.Revision-1, v, rec); err != nil {
+			t.Fatalf("UpdateSecret(%s): %v", what, err)
+		}
+		done = append(done, rec)
+	}
+	var refused []string
+	refuse := func(what string, u *escrow.Secret, v *escrow.SecretVersion, want error) {
+		t.Helper()
+		rec := record(ctx, c, escrow.ActionSecretUpdate, s.ID)
+		// want nil: the port names no error for this misuse, so any will do.
+		err := b.UpdateSecret(ctx, u, u.Revision-1, v, rec)
+		if err == nil || (want != nil && !errors.Is(err, want)) {
+			t.Fatalf("UpdateSecret(%s): got error %v, want %v", what, err, want)
+		}
+		refused = append(refused, rec.ID)
+	}
+	version := func(what string, n int, want *escrow.SecretVersion) {
+		t.Helper()
+		got, err := b.GetVersion(ctx, s.ID, n)
+		if err != nil {
+			t.Fatalf("GetVersion(%s, %d): %v", what, n, err)
+		}
+		checkVersion(t, fmt.Sprintf("GetVersion(%s, %d)", what, n), got, want, true)
+	}
+
+	pending := next(s, c.next())
+	pending.PendingVersion = 2
+	v2 := newVersion(pending.UpdatedAt, s.ID, 2)
+	write("add pending version", pending, v2)
+	got := mustGet(t, b, ctx, s.ID)
+	checkSecret(t, "GetSecret with a pending version", got, pending)
+	version("current, while pending", got.CurrentVersion, v1)
+	version("pending", got.PendingVersion, v2)
+
+	// A retried step that writes the pending version again conflicts; a
+	// version that is neither current nor pending is refused.
+	again := next(pending, c.next())
+	dup := newVersion(again.UpdatedAt, s.ID, 2)
+	dup.Ciphertext = []byte("replacement")
+	refuse("pending version again", again, dup, escrow.ErrConflict)
+	odd := next(pending, c.next())
+	refuse("neither current nor pending", odd, newVersion(odd.UpdatedAt, s.ID, 3), nil)
+	checkSecret(t, "GetSecret after refused writes", mustGet(t, b, ctx, s.ID), pending)
+	version("pending, after refused writes", 2, v2)
+	_, err := b.GetVersion(ctx, s.ID, 3)
+	wantErr(t, "GetVersion(refused version)", err, escrow.ErrNotFound)
+
+	// Promotion: the pending version becomes current, with no new version.
+	promoted := next(pending, c.next())
+	promoted.CurrentVersion, promoted.PendingVersion = 2, 0
+	promoted.Rotation.Options["tls"] = "verify-full"
+	write("promote", promoted, nil)
+	got = mustGet(t, b, ctx, s.ID)
+	checkSecret(t, "GetSecret after promotion", got, promoted)
+	version("current, after promotion", got.CurrentVersion, v2)
+	if vs, err := b.ListVersions(ctx, s.ID); err != nil || len(vs) != 2 {
+		t.Errorf("ListVersions after promotion = %d versions, %v; want 2", len(vs), err)
+	}
+
+	// Turning rotation off stores none.
+	off := next(promoted, c.next())
+	off.Rotation = nil
+	write("rotation off", off, nil)
+	checkSecret(t, "GetSecret with rotation off", mustGet(t, b, ctx, s.ID), off)
+
+	logged := auditIDs(allAudit(t, b, ctx, escrow.AuditQuery{SecretID: s.ID}))
+	want := auditIDs(done)
+	slices.Reverse(want)
+	if !slices.Equal(logged, want) {
+		t.Errorf("audit records = %v, want %v (refused: %v)", logged, want, refused)
+	}
+}
+
 func testExistingVersion(t *testing.T, b Backend) {
 	ctx, c := ctxFor(t, alice), newClock()
 	s, v1 := newSecret(c, "/a", "x")
@@ -762,7 +866,7 @@ func testSoftDelete(t *testing.T, b Backend) {
 // --- atomicity with audit ---
 
 // allAudit reads every page of q, failing on a record seen twice.
-func allAudit(t *testing.T, b Backend, ctx context.Context, q escrow.AuditQuery) []*escrow.AuditRecord {
+func allAudit(t *testing.T, b escrow.AuditLog, ctx context.Context, q escrow.AuditQuery) []*escrow.AuditRecord {
 	t.Helper()
 	return drain(t, fmt.Sprintf("QueryAudit(%+v)", q), q.Limit, func(cursor string) ([]*escrow.AuditRecord, string, error) {
 		q.Cursor = cursor
@@ -1052,7 +1156,33 @@ func testPolicy() *escrow.Policy {
 		Comment: escrow.CommentRule{Mode: escrow.CommentRequired, Prompt: "Change number", MinLength: 10,
 			Pattern: `^CHG[0-9]{7}$`, PatternMessage: "Enter the change number", OnReveal: true},
 		Notice: "# Be careful\nProduction access is logged.",
+		Checkout: &escrow.CheckoutRule{
+			Required: true, Interval: escrow.Duration(45 * time.Minute), MaxExtensions: 2,
+			RotateOnCheckin: new(bool), // explicitly false: not the same as unset
+			PreHooks: []escrow.HookRule{{Name: "cmdb", URL: "https://cmdb.example.com/hook?x=1", KeySecret: "/hooks/cmdb",
+				Timeout: escrow.Duration(3 * time.Second), StopOnFailure: true}},
+			PostHooks: []escrow.HookRule{{Name: "notify", URL: "http://notify.internal/hook", KeySecret: "/hooks/notify"}},
+		},
 	}
+}
+
+// testRotation is a rotation that uses every field.
+func testRotation() *escrow.RotationConfig {
+	return &escrow.RotationConfig{
+		Target:     escrow.TargetPostgres,
+		Privileged: escrow.NewID(base),
+		Password: escrow.PasswordPolicy{Length: 32, Classes: []string{escrow.ClassLower, escrow.ClassUpper, escrow.ClassDigit},
+			Symbols: "!#%", Exclude: "0O1lI"},
+		Options: map[string]string{"tls": "require", "ca": "-----BEGIN CERTIFICATE-----\nMIIB \"quoted\" ünïcode\n-----END CERTIFICATE-----\n"},
+	}
+}
+
+func rotationJSON(r *escrow.RotationConfig) string {
+	if r == nil {
+		return "null"
+	}
+	b, _ := json.Marshal(r)
+	return string(b)
 }
 
 func checkFolder(t *testing.T, what string, got, want escrow.Folder) {
