@@ -148,6 +148,12 @@ Environment:
 		a.grantsCmd(),
 		a.revokeCmd(),
 		a.ticketSystemCmd(),
+		a.checkoutCmd(),
+		a.checkinCmd(),
+		a.extendCmd(),
+		a.forceCheckinCmd(),
+		a.checkoutStatusCmd(),
+		a.rotationCmd(),
 		a.auditCmd(),
 	)
 	return root

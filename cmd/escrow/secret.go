@@ -500,28 +500,37 @@ give it with --comment. It is stored in the reveal's audit record.`,
 			if err != nil {
 				return err
 			}
-			if field != "" {
-				val, ok := v.Value[field]
-				if !ok {
-					names := escrow.SecretValue(v.Value).FieldNames()
-					return fmt.Errorf("%s has no field %q; its fields are %s", args[0], field, strings.Join(names, ", "))
-				}
-				fmt.Fprint(a.stdout, val)
-				if _, tty := a.stdoutTerminal(); tty {
-					fmt.Fprintln(a.stdout)
-				}
-				return nil
-			}
-			if a.json() {
-				return writeJSON(a.stdout, v)
-			}
-			return printValue(a, v.Value)
+			return a.printRevealed(args[0], v.Value, field, v)
 		},
 	}
 	cmd.Flags().StringVarP(&field, "field", "f", "", "print only this field, raw")
 	cmd.Flags().IntVar(&version, "version", 0, "reveal this version (default: current)")
 	cmd.Flags().StringVarP(&comment, "comment", "m", "", "the reason, stored in the audit record (the policy may require one)")
 	return cmd
+}
+
+// printRevealed prints a value that the server handed out: with field, that
+// field alone, raw, for scripts (a newline only when stdout is a terminal,
+// so $(...) gets the exact value); else, with -o json, the whole answer;
+// else every field (printValue). what names the secret in errors, which
+// never hold a value.
+func (a *app) printRevealed(what string, v map[string]string, field string, answer any) error {
+	if field != "" {
+		val, ok := v[field]
+		if !ok {
+			names := escrow.SecretValue(v).FieldNames()
+			return fmt.Errorf("%s has no field %q; its fields are %s", what, field, strings.Join(names, ", "))
+		}
+		fmt.Fprint(a.stdout, val)
+		if _, tty := a.stdoutTerminal(); tty {
+			fmt.Fprintln(a.stdout)
+		}
+		return nil
+	}
+	if a.json() {
+		return writeJSON(a.stdout, answer)
+	}
+	return printValue(a, v)
 }
 
 // printValue prints one-line fields as aligned "name  value" rows, then

@@ -103,6 +103,9 @@ type Secret struct {
 	UpdatedAt      time.Time         `json:"updatedAt"`
 	UpdatedBy      string            `json:"updatedBy"`
 	DeletedAt      *time.Time        `json:"deletedAt,omitempty"`
+
+	// Rotation, if set, says how the password is changed on its target.
+	Rotation *escrow.RotationConfig `json:"rotation,omitempty"`
 }
 
 // SecretPath returns Path, or folder + name if the server left Path out.
