@@ -45,6 +45,10 @@ func (s *Server) banner(cfg Config, seeded []seededSecret) {
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev carol && go run ./cmd/escrow approve <request-id>\n")
 		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice && go run ./cmd/escrow secret reveal /prod/root/aws-root\n")
 		fmt.Fprintf(w, "Mail to approvers and requesters: %s/outbox/ and %s/dev/outbox\n", cfg.DataDir, s.URL)
+		fmt.Fprintf(w, "Exclusive checkout (/prod/breakglass: one holder at a time, 15 minutes, a reason):\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice && go run ./cmd/escrow checkout /prod/breakglass/db-breakglass --comment \"restore the orders replica\"\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev carol && go run ./cmd/escrow checkout /prod/breakglass/db-breakglass   # refused: checked out by alice\n")
+		fmt.Fprintf(w, "  go run ./cmd/escrow login --dev alice && go run ./cmd/escrow checkin /prod/breakglass/db-breakglass\n")
 	}
 	fmt.Fprintln(w)
 }
