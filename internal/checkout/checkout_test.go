@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/hook"
@@ -532,5 +533,53 @@ func TestBackoff(t *testing.T) {
 		if got := checkout.Backoff(attempts); got != want {
 			t.Errorf("Backoff(%d) = %d, want %d", attempts, got, want)
 		}
+	}
+}
+
+// TestCheckoutUnderApproval: a policy that puts checkout under approval
+// refuses a checkout without a grant; with one, the checkout carries the
+// grant's ticket and never outlives the grant, and cannot be extended past
+// it.
+func TestCheckoutUnderApproval(t *testing.T) {
+	e := newEnv(t, &escrow.CheckoutRule{Interval: escrow.Duration(time.Hour), MaxExtensions: 3})
+	f, _ := e.secrets.GetFolder(as(admin), "/ops")
+	pol := &escrow.Policy{Checkout: &escrow.CheckoutRule{Interval: escrow.Duration(time.Hour), MaxExtensions: 3},
+		Approval: &escrow.ApprovalRule{For: []escrow.AccessKind{escrow.AccessCheckout},
+			Steps:          []escrow.ApprovalStep{{Approvers: []string{"user:bob"}, Quorum: 1}},
+			PendingTimeout: escrow.Duration(time.Hour), MaxDuration: escrow.Duration(4 * time.Hour)}}
+	if _, err := e.secrets.SetFolderPolicy(as(admin), "/ops", pol, &f.Revision); err != nil {
+		t.Fatal(err)
+	}
+	s := e.secret("approved", escrow.SecretValue{"password": "p"})
+	if _, err := e.co.Checkout(as(alice), checkout.Input{SecretID: s.ID}); !errors.Is(err, escrow.ErrForbidden) ||
+		!strings.Contains(escrow.ErrorMessage(err), "--access checkout") {
+		t.Fatalf("checkout without a grant: %v", err)
+	}
+	acc := access.New(access.Config{Store: e.store, Requests: e.store, Audit: e.store, Clock: e.clock})
+	r, err := acc.Request(as(alice), access.RequestInput{SecretID: s.ID, Access: escrow.AccessCheckout, Duration: 90 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := acc.Decide(as(alice), r.ID, true, ""); err == nil {
+		t.Fatal("alice approved her own request")
+	}
+	_, g, err := acc.Decide(as(bob), r.ID, true, "")
+	if err != nil || g == nil {
+		t.Fatalf("bob approves: %v", err)
+	}
+	res, err := e.co.Checkout(as(alice), checkout.Input{SecretID: s.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Checkout.GrantID != g.ID || !res.Checkout.Expires.Equal(e.clock.Now().Add(time.Hour)) {
+		t.Fatalf("checkout under a grant: %+v", res.Checkout)
+	}
+	if _, err := e.co.Extend(as(alice), s.ID); !errors.Is(err, escrow.ErrConflict) || !strings.Contains(escrow.ErrorMessage(err), "grant") {
+		t.Fatalf("extending past the grant's end: %v", err)
+	}
+	// bob holds no grant of his own: his checkout is refused for that, not
+	// only because alice holds it.
+	if _, err := e.co.Checkout(as(bob), checkout.Input{SecretID: s.ID}); !errors.Is(err, escrow.ErrForbidden) {
+		t.Fatalf("bob without a grant: %v", err)
 	}
 }
