@@ -544,8 +544,10 @@ func (s *Service) rotateNow(ctx context.Context, id string, rec *escrow.AuditRec
 }
 
 // SetRotation sets (or, with nil, clears) how a secret's password is
-// rotated; the caller needs owner, and view on the privileged secret it
-// names (or it could make Escrow use credentials it may not see).
+// rotated; the caller needs owner, and owner on the privileged secret it
+// names (or it could make Escrow use credentials it may not see). The
+// account fields are pinned then: a privileged rotation refuses to run
+// once they change.
 func (s *Service) SetRotation(ctx context.Context, id string, cfg *escrow.RotationConfig) (*escrow.Secret, error) {
 	rec := s.record(ctx, escrow.ActionRotationSet, id)
 	sec, err := s.setRotation(ctx, id, cfg, rec)
@@ -573,13 +575,26 @@ func (s *Service) setRotation(ctx context.Context, id string, cfg *escrow.Rotati
 			return nil, escrow.Errorf(escrow.CodeInvalid, "only password and generic secrets can be rotated")
 		}
 		rec.Details["target"] = cfg.Target
+		cfg.Pinned = nil
 		if cfg.Privileged != "" {
 			if cfg.Privileged == id {
 				return nil, escrow.Errorf(escrow.CodeInvalid, "a secret cannot be its own privileged account")
 			}
-			if _, _, _, err := s.secret(ctx, p, cfg.Privileged, escrow.PermView); err != nil {
-				return nil, escrow.Errorf(escrow.CodeForbidden, "the privileged account %s must be a secret you may view", cfg.Privileged)
+			// Owner, not view: the rotation uses the privileged secret
+			// without its policy's approvals or checkout, so only someone
+			// who could lift that policy may lend it out.
+			if _, _, _, err := s.secret(ctx, p, cfg.Privileged, escrow.PermOwner); err != nil {
+				return nil, escrow.Errorf(escrow.CodeForbidden, "the privileged account %s must be a secret you own", cfg.Privileged)
 			}
+			v, err := s.store.GetVersion(ctx, sec.ID, sec.CurrentVersion)
+			if err != nil {
+				return nil, internal("read version", err)
+			}
+			val, err := envelope.Open(ctx, s.keys, v)
+			if err != nil {
+				return nil, internal("decrypt value", err)
+			}
+			cfg.Pinned = escrow.PinAccount(val)
 			rec.Details["privileged"] = cfg.Privileged
 		}
 	}

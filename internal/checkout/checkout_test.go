@@ -583,3 +583,35 @@ func TestCheckoutUnderApproval(t *testing.T) {
 		t.Fatalf("bob without a grant: %v", err)
 	}
 }
+
+// TestPrivilegedAccountNeedsOwner: naming a privileged account lends its
+// credentials to the rotation, past its own policy, so it takes owner on
+// it; view is not enough. The account fields are pinned by the server,
+// whatever the caller sends.
+func TestPrivilegedAccountNeedsOwner(t *testing.T) {
+	e := newEnv(t, &escrow.CheckoutRule{})
+	priv := e.secret("dba", escrow.SecretValue{"username": "dba", "password": "dba-pw"})
+	mine, err := e.secrets.Create(as(admin), secrets.CreateInput{Name: "mine", Folder: "/ops", Type: escrow.TypePassword,
+		Value: escrow.SecretValue{"username": "app", "password": "p", "host": "db.internal"},
+		ACL:   []escrow.ACE{{Principal: "user:alice", Permission: escrow.PermOwner}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &escrow.RotationConfig{Target: escrow.TargetPostgres, Privileged: priv.ID, Pinned: map[string]string{"host": "evil.example"}}
+	if _, err := e.co.SetRotation(as(alice), mine.ID, cfg); !errors.Is(err, escrow.ErrForbidden) {
+		t.Fatalf("alice (view on the privileged secret): %v, want forbidden", err)
+	}
+	got, err := e.co.SetRotation(as(admin), mine.ID, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Rotation.Pinned; p["host"] != "db.internal" || p["username"] != "app" {
+		t.Fatalf("pinned %v, want the secret's own account", p)
+	}
+	if _, err := e.co.SetRotation(as(alice), mine.ID, &escrow.RotationConfig{Target: escrow.TargetPostgres, Privileged: mine.ID}); escrow.ErrorCode(err) != escrow.CodeInvalid {
+		t.Fatalf("its own privileged account: %v", err)
+	}
+	if _, err := e.co.SetRotation(as(bob), mine.ID, &escrow.RotationConfig{Target: escrow.TargetPostgres}); !errors.Is(err, escrow.ErrForbidden) {
+		t.Fatalf("bob (view only) sets a rotation: %v", err)
+	}
+}

@@ -237,7 +237,7 @@ func (c *Checkout) Extend(subject string, now time.Time) error {
 		return Errorf(CodeConflict, "the checkout expired at %s", stamp(c.Expires))
 	}
 	if c.Extensions >= c.MaxExtensions {
-		return Errorf(CodeConflict, "the checkout has been extended %d times; the policy allows %d", c.Extensions, c.MaxExtensions)
+		return Errorf(CodeConflict, "the checkout has used %d of %d extensions; the policy allows %d", c.Extensions, c.MaxExtensions, c.MaxExtensions)
 	}
 	c.Extensions++
 	c.Expires = c.Expires.Add(c.Interval.D())

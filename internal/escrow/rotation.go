@@ -34,6 +34,35 @@ type RotationConfig struct {
 	// "hostKey" (an SSH host key in authorized_keys form), "url" (a
 	// webhook's address).
 	Options map[string]string `json:"options,omitempty"`
+	// Pinned is set by the server, never by a caller: the account fields
+	// (username, host, port, database, url) when an owner set the
+	// rotation. A rotation through a privileged account refuses to run if
+	// any has changed since, so an editor of this secret cannot point the
+	// privileged login at a host of their choosing.
+	Pinned map[string]string `json:"pinned,omitempty"`
+}
+
+// AccountFields are the value fields that say where an account lives.
+var AccountFields = []string{"username", "host", "port", "database", "url"}
+
+// PinAccount returns the account fields of v, for RotationConfig.Pinned.
+func PinAccount(v SecretValue) map[string]string {
+	pin := make(map[string]string, len(AccountFields))
+	for _, f := range AccountFields {
+		pin[f] = v[f]
+	}
+	return pin
+}
+
+// CheckPinned returns ErrInvalid naming the first account field of v that
+// differs from what was pinned.
+func (r *RotationConfig) CheckPinned(v SecretValue) error {
+	for _, f := range AccountFields {
+		if r.Pinned[f] != v[f] {
+			return Errorf(CodeInvalid, "the account's %s changed since the rotation was set; an owner must set the rotation again to use the privileged account with it", f)
+		}
+	}
+	return nil
 }
 
 // Validate checks a rotation's shape.

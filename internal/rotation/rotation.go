@@ -109,6 +109,14 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (Result, error) {
 	if current["password"] == "" {
 		return Result{}, escrow.Errorf(escrow.CodeInvalid, "secret %s has no password field to rotate", sec.Path())
 	}
+	if rot.Privileged != "" {
+		// The privileged login, and the new password, go only where the
+		// owner pointed them: checked before anything reaches the network.
+		if err := rot.CheckPinned(current); err != nil {
+			rec := r.record(ctx, escrow.ActionRotationSetOnTarget, sec, 0)
+			return Result{}, r.rec.Fail(ctx, rec, err)
+		}
+	}
 	res := Result{Previous: sec.CurrentVersion}
 
 	// Step 1: the pending version, made durable before anything else.

@@ -77,6 +77,9 @@ func (e *env) setRotation(s *escrow.Secret, privileged string) *escrow.Secret {
 	next := *s
 	next.Rotation = &escrow.RotationConfig{Target: escrow.TargetPostgres, Privileged: privileged,
 		Password: escrow.PasswordPolicy{Length: 20}, Options: map[string]string{"tls": "disable"}}
+	if privileged != "" {
+		next.Rotation.Pinned = escrow.PinAccount(e.value(s.ID, s.CurrentVersion))
+	}
 	next.Revision++
 	rec := escrow.NewAuditRecord(as(admin), next.UpdatedAt, escrow.ActionRotationSet, escrow.SecretTarget(s.ID))
 	rec.SecretID = s.ID
@@ -88,6 +91,11 @@ func (e *env) setRotation(s *escrow.Secret, privileged string) *escrow.Secret {
 
 func (e *env) password(id string, version int) string {
 	e.t.Helper()
+	return e.value(id, version)["password"]
+}
+
+func (e *env) value(id string, version int) escrow.SecretValue {
+	e.t.Helper()
 	v, err := e.store.GetVersion(context.Background(), id, version)
 	if err != nil {
 		e.t.Fatal(err)
@@ -96,7 +104,7 @@ func (e *env) password(id string, version int) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return val["password"]
+	return val
 }
 
 func (e *env) get(id string) *escrow.Secret {
@@ -305,5 +313,34 @@ func TestRotateRefusesWithoutConfiguration(t *testing.T) {
 	e.rot.targets = map[string]escrow.RotationTarget{}
 	if _, err := e.rot.Rotate(as(admin), s.ID); escrow.ErrorCode(err) != escrow.CodeInvalid {
 		t.Fatalf("missing target: %v", err)
+	}
+}
+
+// TestPrivilegedLoginGoesOnlyWherePinned: once an editor points the
+// secret at another host, the privileged account is not used (it would log
+// in there), until an owner sets the rotation again.
+func TestPrivilegedLoginGoesOnlyWherePinned(t *testing.T) {
+	e := newEnv(t)
+	adm, err := e.sec.Create(as(admin), secrets.CreateInput{Name: "pg-admin-pin", Folder: "/prod/db", Type: escrow.TypePassword,
+		Value: escrow.SecretValue{"username": e.pg.User, "password": e.pg.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, role, old := e.account(adm.ID)
+	moved := e.value(s.ID, 1)
+	moved["host"] = "127.0.0.2"
+	if _, err := e.sec.Update(as(admin), s.ID, secrets.UpdateInput{Value: moved}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.rot.Rotate(as(admin), s.ID)
+	if escrow.ErrorCode(err) != escrow.CodeInvalid || !strings.Contains(escrow.ErrorMessage(err), "host changed") {
+		t.Fatalf("rotation after the host moved: %v", err)
+	}
+	if !e.canLogin(role, old) {
+		t.Fatal("the target changed")
+	}
+	trail := strings.Join(e.actions(s.ID, old, e.pg.Password), " ")
+	if strings.Contains(trail, "secret.rotation.privileged") {
+		t.Fatalf("the privileged account was read: %s", trail)
 	}
 }
