@@ -163,6 +163,21 @@ func (s *Service) secret(ctx context.Context, p *escrow.Principal, id string, ne
 	return sec, folders, perm, nil
 }
 
+// caller is the caller and the secret id, which they must hold need on;
+// the secret's path goes into rec.
+func (s *Service) caller(ctx context.Context, id string, need escrow.Permission, rec *escrow.AuditRecord) (*escrow.Principal, *escrow.Secret, []escrow.Folder, escrow.Permission, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	sec, folders, perm, err := s.secret(ctx, p, id, need)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	rec.Details["path"] = sec.Path()
+	return p, sec, folders, perm, nil
+}
+
 // rule returns the checkout rule that governs sec, or an error saying none
 // does.
 func rule(sec *escrow.Secret, folders []escrow.Folder) (*escrow.Policy, string, error) {
@@ -202,15 +217,10 @@ func (s *Service) Checkout(ctx context.Context, in Input) (*Result, error) {
 }
 
 func (s *Service) checkout(ctx context.Context, in Input, rec *escrow.AuditRecord) (*Result, error) {
-	p, err := principal(ctx)
+	p, sec, folders, _, err := s.caller(ctx, in.SecretID, escrow.PermView, rec)
 	if err != nil {
 		return nil, err
 	}
-	sec, folders, _, err := s.secret(ctx, p, in.SecretID, escrow.PermView)
-	if err != nil {
-		return nil, err
-	}
-	rec.Details["path"] = sec.Path()
 	pol, from, err := rule(sec, folders)
 	if err != nil {
 		return nil, err
@@ -251,13 +261,9 @@ func (s *Service) checkout(ctx context.Context, in Input, rec *escrow.AuditRecor
 	if err := s.preHooks(ctx, sec, next, cr.PreHooks); err != nil {
 		return nil, err
 	}
-	v, err := s.store.GetVersion(ctx, sec.ID, sec.CurrentVersion)
+	value, err := s.current(ctx, sec)
 	if err != nil {
-		return nil, internal("read version", err)
-	}
-	value, err := envelope.Open(ctx, s.keys, v)
-	if err != nil {
-		return nil, internal("decrypt value", err)
+		return nil, err
 	}
 	now = s.clock.Now()
 	prevRev := int64(0)
@@ -332,7 +338,7 @@ func (s *Service) ticket(ctx context.Context, tr *escrow.TicketRule, p *escrow.P
 // without view see the status but not the holder.
 func (s *Service) Status(ctx context.Context, id string) (*escrow.Checkout, error) {
 	rec := s.record(ctx, escrow.ActionCheckoutStatus, id)
-	c, err := s.status(ctx, id)
+	c, err := s.status(ctx, id, rec)
 	if err != nil {
 		return nil, s.rec.Fail(ctx, rec, err)
 	}
@@ -342,12 +348,8 @@ func (s *Service) Status(ctx context.Context, id string) (*escrow.Checkout, erro
 	return c, nil
 }
 
-func (s *Service) status(ctx context.Context, id string) (*escrow.Checkout, error) {
-	p, err := principal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	_, _, perm, err := s.secret(ctx, p, id, escrow.PermList)
+func (s *Service) status(ctx context.Context, id string, rec *escrow.AuditRecord) (*escrow.Checkout, error) {
+	p, _, _, perm, err := s.caller(ctx, id, escrow.PermList, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -439,15 +441,10 @@ func writeErr(err error) error {
 func (s *Service) Extend(ctx context.Context, id string) (*escrow.Checkout, error) {
 	rec := s.record(ctx, escrow.ActionCheckoutExtend, id)
 	c, err := s.retry(ctx, func() (*escrow.Checkout, error) {
-		p, err := principal(ctx)
+		p, sec, _, _, err := s.caller(ctx, id, escrow.PermList, rec)
 		if err != nil {
 			return nil, err
 		}
-		sec, _, _, err := s.secret(ctx, p, id, escrow.PermList)
-		if err != nil {
-			return nil, err
-		}
-		rec.Details["path"] = sec.Path()
 		c, err := s.slot(ctx, id)
 		if err != nil {
 			return nil, err
@@ -503,15 +500,10 @@ func (s *Service) RotateNow(ctx context.Context, id string) (*escrow.Checkout, e
 const StuckAfter = 10 * time.Minute
 
 func (s *Service) rotateNow(ctx context.Context, id string, rec *escrow.AuditRecord) (*escrow.Checkout, error) {
-	p, err := principal(ctx)
+	p, sec, _, _, err := s.caller(ctx, id, escrow.PermOwner, rec)
 	if err != nil {
 		return nil, err
 	}
-	sec, _, _, err := s.secret(ctx, p, id, escrow.PermOwner)
-	if err != nil {
-		return nil, err
-	}
-	rec.Details["path"] = sec.Path()
 	if sec.Rotation == nil {
 		return nil, escrow.Errorf(escrow.CodeInvalid, "%s has no rotation configured (escrow rotation set)", sec.Path())
 	}
@@ -558,15 +550,10 @@ func (s *Service) SetRotation(ctx context.Context, id string, cfg *escrow.Rotati
 }
 
 func (s *Service) setRotation(ctx context.Context, id string, cfg *escrow.RotationConfig, rec *escrow.AuditRecord) (*escrow.Secret, error) {
-	p, err := principal(ctx)
+	p, sec, _, _, err := s.caller(ctx, id, escrow.PermOwner, rec)
 	if err != nil {
 		return nil, err
 	}
-	sec, _, _, err := s.secret(ctx, p, id, escrow.PermOwner)
-	if err != nil {
-		return nil, err
-	}
-	rec.Details["path"] = sec.Path()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -586,13 +573,9 @@ func (s *Service) setRotation(ctx context.Context, id string, cfg *escrow.Rotati
 			if _, _, _, err := s.secret(ctx, p, cfg.Privileged, escrow.PermOwner); err != nil {
 				return nil, escrow.Errorf(escrow.CodeForbidden, "the privileged account %s must be a secret you own", cfg.Privileged)
 			}
-			v, err := s.store.GetVersion(ctx, sec.ID, sec.CurrentVersion)
+			val, err := s.current(ctx, sec)
 			if err != nil {
-				return nil, internal("read version", err)
-			}
-			val, err := envelope.Open(ctx, s.keys, v)
-			if err != nil {
-				return nil, internal("decrypt value", err)
+				return nil, err
 			}
 			cfg.Pinned = escrow.PinAccount(val)
 			rec.Details["privileged"] = cfg.Privileged
@@ -647,6 +630,19 @@ func (s *Service) answer(ctx context.Context, c *escrow.Checkout, out any) {
 	}
 }
 
+// current decrypts a secret's current version.
+func (s *Service) current(ctx context.Context, sec *escrow.Secret) (escrow.SecretValue, error) {
+	v, err := s.store.GetVersion(ctx, sec.ID, sec.CurrentVersion)
+	if err != nil {
+		return nil, internal("read version", err)
+	}
+	val, err := envelope.Open(ctx, s.keys, v)
+	if err != nil {
+		return nil, internal("decrypt value", err)
+	}
+	return val, nil
+}
+
 // hookKey reads a hook's signing key from the Escrow secret it names (an
 // ID or a path): field "key", else "password".
 func (s *Service) hookKey(ctx context.Context, ref string) ([]byte, error) {
@@ -668,13 +664,9 @@ func (s *Service) hookKey(ctx context.Context, ref string) ([]byte, error) {
 	if err != nil {
 		return nil, escrow.Wrap(escrow.CodeUnavailable, err, "the hook's signing key secret "+ref+" cannot be read")
 	}
-	v, err := s.store.GetVersion(ctx, sec.ID, sec.CurrentVersion)
+	val, err := s.current(ctx, sec)
 	if err != nil {
-		return nil, internal("read hook key", err)
-	}
-	val, err := envelope.Open(ctx, s.keys, v)
-	if err != nil {
-		return nil, internal("decrypt hook key", err)
+		return nil, err
 	}
 	k := val["key"]
 	if k == "" {
