@@ -344,3 +344,37 @@ func TestPrivilegedLoginGoesOnlyWherePinned(t *testing.T) {
 		t.Fatalf("the privileged account was read: %s", trail)
 	}
 }
+
+// TestRepairAfterRefusedRotation: the stored password went stale (changed
+// outside Escrow), so rotation fails and leaves its pending version. An
+// owner stores the real password: the pending version is set aside (kept
+// in the history) and the next rotation starts from the stored value.
+func TestRepairAfterRefusedRotation(t *testing.T) {
+	e := newEnv(t)
+	s, role, _ := e.account("")
+	if _, err := e.pg.Conn(t).Exec(context.Background(), "ALTER ROLE "+role+" PASSWORD 'changed-outside-escrow'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rot.Rotate(as(admin), s.ID); err == nil {
+		t.Fatal("rotation with a stale password succeeded")
+	}
+	fixed := e.value(s.ID, 1)
+	fixed["password"] = "changed-outside-escrow"
+	if _, err := e.sec.Update(as(admin), s.ID, secrets.UpdateInput{Value: fixed}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.get(s.ID)
+	if got.CurrentVersion != 3 || got.PendingVersion != 0 {
+		t.Fatalf("after the repair: current %d pending %d, want 3 and 0", got.CurrentVersion, got.PendingVersion)
+	}
+	if _, err := e.store.GetVersion(context.Background(), s.ID, 2); err != nil {
+		t.Fatalf("the set-aside pending version is gone: %v", err)
+	}
+	res, err := e.rot.Rotate(as(admin), s.ID)
+	if err != nil || res.Version != 4 || res.Resumed {
+		t.Fatalf("rotation after the repair: %+v %v", res, err)
+	}
+	if !e.canLogin(role, e.password(s.ID, 4)) || e.canLogin(role, "changed-outside-escrow") {
+		t.Fatal("the rotation after the repair did not take")
+	}
+}
