@@ -45,8 +45,10 @@ type Secret struct {
 	// Policy, if set, is the secret's own policy (else its folders' apply).
 	Policy *Policy `json:"policy,omitempty"`
 	// Rotation, if set, says how the password is changed on its target.
-	Rotation       *RotationConfig `json:"rotation,omitempty"`
-	CurrentVersion int             `json:"currentVersion"`
+	Rotation *RotationConfig `json:"rotation,omitempty"`
+	// QLock, if set, says the value is QuantumLocked and to whom.
+	QLock          *QLock `json:"qlock,omitempty"`
+	CurrentVersion int    `json:"currentVersion"`
 	// PendingVersion, if not 0, is a rotation's new password: stored
 	// before the target is changed, promoted to current once the target
 	// takes it (AWSPENDING in Secrets Manager's terms). Reveals never
