@@ -129,3 +129,10 @@ func TestCheckoutConformance(t *testing.T) {
 		return New(client, newTables(t, client))
 	})
 }
+
+func TestQLockKeyConformance(t *testing.T) {
+	client, _ := newClient(t)
+	storetest.RunQLockKeys(t, func(t *testing.T) storetest.QLockKeyBackend {
+		return New(client, newTables(t, client))
+	})
+}

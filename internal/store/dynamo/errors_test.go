@@ -178,6 +178,14 @@ func TestErrorMapping(t *testing.T) {
 		{"TransactWriteItems", func(st *Store) error {
 			return st.PutCheckout(ctx, &escrow.Checkout{SecretID: "S1", Status: escrow.CheckoutReleased, Revision: 3}, 2, rec())
 		}},
+		{"BatchGetItem", func(st *Store) error { _, _, err := st.GetVersionAndFolders(ctx, "S1", 1, []string{"/"}); return err }},
+		{"BatchGetItem", func(st *Store) error { _, err := st.GetQLockKeys(ctx, []string{"alice", "bob", "alice"}); return err }},
+		{"TransactWriteItems", func(st *Store) error {
+			return st.PutQLockKey(ctx, &escrow.QLockKey{Subject: "alice", PublicKey: []byte{1}, Revision: 1}, 0, rec())
+		}},
+		{"TransactWriteItems", func(st *Store) error {
+			return st.PutQLockKey(ctx, &escrow.QLockKey{Subject: "alice", PublicKey: []byte{1}, Revision: 4}, 3, rec())
+		}},
 	}
 	for _, tc := range errorCases {
 		for _, op := range ops {

@@ -248,9 +248,9 @@ func (d *decoder) acl(name string) []escrow.ACE {
 	return out
 }
 
-// putJSON stores v (a policy, a rotation) as its JSON text; nil is left
-// out. Such values are read whole, never queried, and JSON keeps them in
-// step with the API's form.
+// putJSON stores v (a policy, a rotation, a QuantumLock mark) as its JSON
+// text; nil is left out. Such values are read whole, never queried, and
+// JSON keeps them in step with the API's form.
 func putJSON[T any](it item, name string, v *T) {
 	if v == nil {
 		return
@@ -307,6 +307,7 @@ func secretItem(sec *escrow.Secret) item {
 	putACL(it, "acl", sec.ACL)
 	putJSON(it, "policy", sec.Policy)
 	putJSON(it, "rotation", sec.Rotation)
+	putJSON(it, "qlock", sec.QLock)
 	if sec.PendingVersion != 0 {
 		it["pendingVersion"] = n(int64(sec.PendingVersion))
 	}
@@ -339,6 +340,7 @@ func decodeSecret(it item) (*escrow.Secret, error) {
 	}
 	sec.Policy = d.policy("policy")
 	sec.Rotation = jsonAttr[escrow.RotationConfig](&d, "rotation", "a JSON rotation")
+	sec.QLock = jsonAttr[escrow.QLock](&d, "qlock", "a JSON QuantumLock mark")
 	sec.PendingVersion = int(d.num("pendingVersion"))
 	if d.err != nil {
 		return nil, fmt.Errorf("decode secret: %w", d.err)

@@ -15,8 +15,9 @@ import (
 )
 
 // Tables names the two tables: Main holds secrets, versions, folders, path
-// reservations, the ACL index, checkout slots, requests, grants and
-// configuration items; Audit holds the append-only audit trail.
+// reservations, the ACL index, checkout slots, requests, grants,
+// QuantumLock keys and configuration items; Audit holds the append-only
+// audit trail.
 type Tables struct{ Main, Audit string }
 
 // API is the part of *dynamodb.Client the store uses. Keeping it narrow lets
@@ -357,9 +358,9 @@ func (st *Store) GetVersionAndFolders(ctx context.Context, id string, version in
 	var v *escrow.SecretVersion
 	var folders []escrow.Folder
 	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), 100)]
+		chunk := keys[:min(len(keys), maxBatchGet)]
 		keys = keys[len(chunk):]
-		items, err := st.batchGet(ctx, chunk)
+		items, err := st.batchGet(ctx, "get version and folders", chunk)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -398,9 +399,9 @@ func (st *Store) GetFolders(ctx context.Context, paths []string) ([]escrow.Folde
 	}
 	var out []escrow.Folder
 	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), 100)]
+		chunk := keys[:min(len(keys), maxBatchGet)]
 		keys = keys[len(chunk):]
-		items, err := st.batchGet(ctx, chunk)
+		items, err := st.batchGet(ctx, "get folders", chunk)
 		if err != nil {
 			return nil, err
 		}
@@ -415,16 +416,20 @@ func (st *Store) GetFolders(ctx context.Context, paths []string) ([]escrow.Folde
 	return out, nil
 }
 
-// batchGet fetches keys from the main table, retrying what DynamoDB leaves
-// unprocessed (under throttling) with a short backoff.
-func (st *Store) batchGet(ctx context.Context, keys []item) ([]item, error) {
+// maxBatchGet is the most keys one BatchGetItem takes.
+const maxBatchGet = 100
+
+// batchGet fetches keys (at most maxBatchGet, none twice: BatchGetItem
+// refuses either) from the main table for operation op, retrying what
+// DynamoDB leaves unprocessed (under throttling) with a short backoff.
+func (st *Store) batchGet(ctx context.Context, op string, keys []item) ([]item, error) {
 	var out []item
 	req := map[string]types.KeysAndAttributes{st.tables.Main: {Keys: keys, ConsistentRead: aws.Bool(true)}}
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		resp, err := st.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 		if err != nil {
-			return nil, convertError("get folders", err)
+			return nil, convertError(op, err)
 		}
 		out = append(out, resp.Responses[st.tables.Main]...)
 		rest, ok := resp.UnprocessedKeys[st.tables.Main]
@@ -433,12 +438,12 @@ func (st *Store) batchGet(ctx context.Context, keys []item) ([]item, error) {
 		}
 		if attempt == 8 {
 			return nil, escrow.Wrap(escrow.CodeUnavailable,
-				fmt.Errorf("get folders: %d keys still unprocessed after %d attempts", len(rest.Keys), attempt+1), msgUnavailable)
+				fmt.Errorf("%s: %d keys still unprocessed after %d attempts", op, len(rest.Keys), attempt+1), msgUnavailable)
 		}
 		req = map[string]types.KeysAndAttributes{st.tables.Main: rest}
 		select {
 		case <-ctx.Done():
-			return nil, convertError("get folders", ctx.Err())
+			return nil, convertError(op, ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)

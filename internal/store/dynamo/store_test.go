@@ -316,3 +316,68 @@ func TestCheckoutWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestQLockKeyRoundTrips checks PutQLockKey's one transaction (the key
+// item, conditional on its key being new or on the revision, and the audit
+// record beside it) and that GetQLockKeys takes one round trip per 100
+// distinct subjects, and none for no subjects.
+func TestQLockKeyRoundTrips(t *testing.T) {
+	client, counter := newClient(t)
+	tables := newTables(t, client)
+	rec := &recorder{API: client}
+	st := New(rec, tables)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	k := &escrow.QLockKey{Subject: "alice", PublicKey: make([]byte, 1216), Sealed: make([]byte, 1300), Revision: 1, CreatedAt: testNow}
+	if err := st.PutQLockKey(ctx, k, 0, escrow.NewAuditRecord(ctx, testNow, "qlock.key.put", "")); err != nil {
+		t.Fatalf("PutQLockKey(new): %v", err)
+	}
+	k2 := *k
+	k2.Revision, k2.UpdatedAt = 2, testNow.Add(time.Minute)
+	if err := st.PutQLockKey(ctx, &k2, 1, escrow.NewAuditRecord(ctx, testNow.Add(time.Minute), "qlock.key.put", "")); err != nil {
+		t.Fatalf("PutQLockKey(update): %v", err)
+	}
+	if len(rec.puts) != 0 || len(rec.txns) != 2 {
+		t.Fatalf("got %d PutItem calls and %d transactions, want 0 and 2", len(rec.puts), len(rec.txns))
+	}
+	for i, cond := range []string{condNotExists, condRevision} {
+		items := rec.txns[i].TransactItems
+		if len(items) != 2 || items[0].Put == nil || items[1].Put == nil {
+			t.Fatalf("transaction %d has %d items, want two puts", i, len(items))
+		}
+		key, audit := items[0].Put, items[1].Put
+		d := decoder{it: key.Item}
+		if aws.ToString(key.TableName) != tables.Main || d.str("pk") != qlockKeyPK("alice") || d.str("sk") != qlockKeySK {
+			t.Errorf("transaction %d puts the key at %s %s/%s", i, aws.ToString(key.TableName), d.str("pk"), d.str("sk"))
+		}
+		if got := aws.ToString(key.ConditionExpression); got != cond {
+			t.Errorf("transaction %d: key condition %q, want %q", i, got, cond)
+		}
+		if aws.ToString(audit.TableName) != tables.Audit || aws.ToString(audit.ConditionExpression) != condNotExists {
+			t.Errorf("transaction %d: second put goes to %s with condition %q, want the audit table with attribute_not_exists",
+				i, aws.ToString(audit.TableName), aws.ToString(audit.ConditionExpression))
+		}
+	}
+
+	subjects := []string{"alice"}
+	for i := range 149 {
+		subjects = append(subjects, "user-"+strconv.Itoa(i))
+	}
+	for _, tc := range []struct {
+		subjects []string
+		trips    int64
+	}{
+		{nil, 0},
+		{subjects[:5], 1},
+		{append(slices.Clone(subjects[:100]), subjects[:100]...), 1}, // 100 distinct
+		{subjects, 2},
+	} {
+		counter.n.Store(0)
+		ks, err := st.GetQLockKeys(ctx, tc.subjects)
+		if err != nil || len(ks) != min(len(tc.subjects), 1) {
+			t.Fatalf("GetQLockKeys(%d subjects) = %d keys, %v; want alice's", len(tc.subjects), len(ks), err)
+		}
+		if got := counter.n.Load(); got != tc.trips {
+			t.Errorf("GetQLockKeys(%d subjects) took %d round trips, want %d", len(tc.subjects), got, tc.trips)
+		}
+	}
+}

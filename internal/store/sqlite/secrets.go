@@ -19,7 +19,7 @@ import (
 const maxIn = 16
 
 const secretCols = `id, folder, name, type, description, tags, acl, current_version, revision,
-	created_at, created_by, updated_at, updated_by, deleted_at, policy, rotation, pending_version`
+	created_at, created_by, updated_at, updated_by, deleted_at, policy, rotation, pending_version, qlock`
 
 func (s *Store) prepareReads(ctx context.Context) error {
 	for _, p := range []struct {
@@ -59,6 +59,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 		return err
 	}
 	if err := s.prepareCheckouts(ctx); err != nil {
+		return err
+	}
+	if err := s.prepareQLockKeys(ctx); err != nil {
 		return err
 	}
 	return s.prepareAudit(ctx)
@@ -171,13 +174,13 @@ func scanSecret(r scanner) (*escrow.Secret, error) {
 		sec              escrow.Secret
 		typ              string
 		tags, acl, pol   sql.NullString
-		rot              sql.NullString
+		rot, qlock       sql.NullString
 		created, updated int64
 		deleted          sql.NullInt64
 	)
 	if err := r.Scan(&sec.ID, &sec.Folder, &sec.Name, &typ, &sec.Description, &tags, &acl,
 		&sec.CurrentVersion, &sec.Revision, &created, &sec.CreatedBy, &updated, &sec.UpdatedBy, &deleted, &pol,
-		&rot, &sec.PendingVersion); err != nil {
+		&rot, &sec.PendingVersion, &qlock); err != nil {
 		return nil, err
 	}
 	sec.Type = escrow.SecretType(typ)
@@ -199,6 +202,9 @@ func scanSecret(r scanner) (*escrow.Secret, error) {
 		return nil, err
 	}
 	if sec.Rotation, err = decodeRotation(rot); err != nil {
+		return nil, err
+	}
+	if sec.QLock, err = decodeQLock(qlock); err != nil {
 		return nil, err
 	}
 	return &sec, nil
@@ -224,6 +230,31 @@ func rotationArg(r *escrow.RotationConfig) (any, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode rotation: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeQLock reads a qlock column (NULL if the secret is not
+// QuantumLocked).
+func decodeQLock(raw sql.NullString) (*escrow.QLock, error) {
+	if !raw.Valid {
+		return nil, nil
+	}
+	var q escrow.QLock
+	if err := json.Unmarshal([]byte(raw.String), &q); err != nil {
+		return nil, corrupt("qlock", err)
+	}
+	return &q, nil
+}
+
+// qlockArg encodes a qlock column.
+func qlockArg(q *escrow.QLock) (any, error) {
+	if q == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(q)
+	if err != nil {
+		return nil, fmt.Errorf("encode qlock: %w", err)
 	}
 	return string(b), nil
 }
@@ -254,7 +285,7 @@ func policyArg(p *escrow.Policy) (any, error) {
 
 // secretArgs returns the column values of sec in the order of the insert
 // and update statements: path, folder, name, ... deleted_at, policy,
-// rotation, pending_version.
+// rotation, pending_version, qlock.
 func secretArgs(sec *escrow.Secret) ([]any, error) {
 	tags, err := jsonOrNil(sec.Tags, len(sec.Tags) == 0)
 	if err != nil {
@@ -276,9 +307,13 @@ func secretArgs(sec *escrow.Secret) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	ql, err := qlockArg(sec.QLock)
+	if err != nil {
+		return nil, err
+	}
 	return []any{sec.Path(), sec.Folder, sec.Name, string(sec.Type), sec.Description, tags, acl,
 		sec.CurrentVersion, sec.Revision, fromTime(sec.CreatedAt), sec.CreatedBy,
-		fromTime(sec.UpdatedAt), sec.UpdatedBy, deleted, pol, rot, sec.PendingVersion}, nil
+		fromTime(sec.UpdatedAt), sec.UpdatedBy, deleted, pol, rot, sec.PendingVersion, ql}, nil
 }
 
 // --- writes ---

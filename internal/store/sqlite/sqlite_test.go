@@ -107,6 +107,13 @@ func TestTicketSystemConformance(t *testing.T) {
 	})
 }
 
+func TestQLockKeyConformance(t *testing.T) {
+	storetest.RunQLockKeys(t, func(t *testing.T) storetest.QLockKeyBackend {
+		s, _ := open(t)
+		return s
+	})
+}
+
 var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 func newRecord(i int) *escrow.AuditRecord {
@@ -400,6 +407,62 @@ func TestRotationMigration(t *testing.T) {
 	}
 }
 
+// TestQLockMigration upgrades a database whose secrets predate
+// QuantumLock: they read back unlocked, and can be locked; the key table
+// is there.
+func TestQLockMigration(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "escrow.db")
+	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "CREATE TABLE qlock_keys") })
+	if before < 0 {
+		t.Fatal("no migration creates the qlock_keys table")
+	}
+	db := rawDB(t, path)
+	for i, m := range migrations[:before] {
+		if _, err := db.ExecContext(ctx, m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
+		t.Fatal(err)
+	}
+	id := escrow.NewID(t0)
+	if _, err := db.ExecContext(ctx, `INSERT INTO secrets (id, path, folder, name, type, description,
+		current_version, revision, created_at, created_by, updated_at, updated_by)
+		VALUES (?, '/a/x', '/a', 'x', 'password', '', 1, 1, ?, 'alice', ?, 'alice')`, id, t0.UnixNano(), t0.UnixNano()); err != nil {
+		t.Fatalf("insert old secret: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	sec, err := s.GetSecret(ctx, id)
+	if err != nil {
+		t.Fatalf("GetSecret: %v", err)
+	}
+	if sec.QLock != nil {
+		t.Fatalf("old secret reads back locked: %+v", sec.QLock)
+	}
+	sec.Revision = 2
+	sec.QLock = &escrow.QLock{Members: []string{"alice"}, Fields: []string{"password"}, LockedAt: t0, LockedBy: "alice"}
+	if err := s.UpdateSecret(ctx, sec, 1, nil, newRecord(1)); err != nil {
+		t.Fatalf("UpdateSecret(lock): %v", err)
+	}
+	got, err := s.GetSecret(ctx, id)
+	if err != nil || !got.QLock.IsMember("alice") || got.QLock.LockedBy != "alice" {
+		t.Errorf("GetSecret after locking = %+v, %v", got, err)
+	}
+	k := &escrow.QLockKey{Subject: "alice", PublicKey: []byte{1, 2}, Revision: 1}
+	if err := s.PutQLockKey(ctx, k, 0, newRecord(2)); err != nil {
+		t.Fatalf("PutQLockKey: %v", err)
+	}
+}
+
 func TestAppendUnavailable(t *testing.T) {
 	s, _ := open(t)
 	ctx := t.Context()
@@ -668,6 +731,20 @@ func TestQueriesUseIndexes(t *testing.T) {
 		"UPDATE ticket_systems SET revision = 2 WHERE name = 'x' AND revision = 1",
 		"SELECT body FROM checkouts WHERE secret_id = 'x'",
 		"UPDATE checkouts SET status = 'released', open = 0 WHERE secret_id = 'x' AND revision = 1",
+		"UPDATE qlock_keys SET revision = 2 WHERE subject = 'x' AND revision = 1",
+	}
+	// The key read searches qlock_keys by its key for each subject in the
+	// list (the list itself is a table-valued function, which SQLite scans
+	// by design).
+	qk := strings.Replace(getQLockKeysSQL, "?", `'["a","b"]'`, 1)
+	plan := explain(t, db, qk)
+	if !strings.Contains(plan, "SEARCH qlock_keys USING") {
+		t.Errorf("%s\n  plan: %q, want a search of qlock_keys by subject", qk, plan)
+	}
+	for _, d := range strings.Split(plan, "\n") {
+		if strings.HasPrefix(d, "SCAN qlock_keys") || strings.Contains(d, "TEMP B-TREE") {
+			t.Errorf("%s\n  plan: %q", qk, plan)
+		}
 	}
 	// The sweeper's list must walk the partial index of open slots.
 	openQ := strings.NewReplacer("(?, ?)", "(5, 'x')", "LIMIT ?", "LIMIT 10").Replace(listOpenSQL)

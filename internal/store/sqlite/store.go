@@ -33,6 +33,7 @@ var (
 	_ escrow.Store         = (*Store)(nil)
 	_ escrow.AuditLog      = (*Store)(nil)
 	_ escrow.CheckoutStore = (*Store)(nil)
+	_ escrow.QLockKeyStore = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.
@@ -49,6 +50,7 @@ type Store struct {
 	exe                                                  execStmts
 	tsys                                                 ticketStmts
 	co                                                   checkoutStmts
+	qlockKeys                                            *sql.Stmt
 
 	closeOnce sync.Once
 	closeErr  error
@@ -351,6 +353,19 @@ CREATE TABLE checkouts (
 	body       BLOB NOT NULL
 );
 CREATE INDEX checkouts_open ON checkouts(updated_at, secret_id) WHERE open = 1;
+`, `
+-- 9: QuantumLock. A secret's lock mark (JSON, NULL if not locked), and
+-- users' QuantumLock keys, each kept whole as JSON (body) beside the
+-- revision every write is conditional on. A rowid table, not WITHOUT
+-- ROWID: a key row is a few KB (a public key and a sealed private key),
+-- far above the size at which WITHOUT ROWID pays.
+ALTER TABLE secrets ADD COLUMN qlock TEXT;
+
+CREATE TABLE qlock_keys (
+	subject  TEXT PRIMARY KEY,
+	revision INTEGER NOT NULL,
+	body     BLOB NOT NULL
+);
 `}
 
 // migrate applies the migrations the database lacks, each in its own

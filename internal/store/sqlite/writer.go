@@ -47,6 +47,7 @@ type writeStmts struct {
 	insTicketSys, updTicketSys         *sql.Stmt
 	putSetting, delSetting             *sql.Stmt
 	insCheckout, updCheckout           *sql.Stmt
+	insQLockKey, updQLockKey           *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -87,12 +88,12 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.rollbackTo, "ROLLBACK TO op"},
 		{&w.st.insSecret, `INSERT INTO secrets (id, path, folder, name, type, description, tags, acl,
 			current_version, revision, created_at, created_by, updated_at, updated_by, deleted_at, policy,
-			rotation, pending_version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+			rotation, pending_version, qlock)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&w.st.updSecret, `UPDATE secrets SET path = ?, folder = ?, name = ?, type = ?, description = ?,
 			tags = ?, acl = ?, current_version = ?, revision = ?, created_at = ?, created_by = ?,
-			updated_at = ?, updated_by = ?, deleted_at = ?, policy = ?, rotation = ?, pending_version = ?
-			WHERE id = ? AND revision = ?`},
+			updated_at = ?, updated_by = ?, deleted_at = ?, policy = ?, rotation = ?, pending_version = ?,
+			qlock = ? WHERE id = ? AND revision = ?`},
 		{&w.st.existsSecret, "SELECT 1 FROM secrets WHERE id = ?"},
 		{&w.st.insVersion, `INSERT INTO versions (secret_id, version, created_at, created_by, key_id, wrapped_key, ciphertext)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
@@ -126,6 +127,8 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 			VALUES (?, ?, ?, ?, ?, ?)`},
 		{&w.st.updCheckout, `UPDATE checkouts SET status = ?, open = ?, updated_at = ?, revision = ?, body = ?
 			WHERE secret_id = ? AND revision = ?`},
+		{&w.st.insQLockKey, "INSERT INTO qlock_keys (subject, revision, body) VALUES (?, ?, ?)"},
+		{&w.st.updQLockKey, "UPDATE qlock_keys SET revision = ?, body = ? WHERE subject = ? AND revision = ?"},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

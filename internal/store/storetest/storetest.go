@@ -1,7 +1,8 @@
 // Package storetest is the one conformance suite for the store ports:
 // escrow.Store and escrow.AuditLog (Run), escrow.RequestStore
-// (RunRequests), escrow.TicketSystemStore (RunTicketSystems) and
-// escrow.CheckoutStore (RunCheckouts). Every adapter (store/sqlite,
+// (RunRequests), escrow.TicketSystemStore (RunTicketSystems),
+// escrow.CheckoutStore (RunCheckouts) and escrow.QLockKeyStore
+// (RunQLockKeys). Every adapter (store/sqlite,
 // store/dynamo) calls each from its own tests, so that the embedded store
 // and the DynamoDB store are checked against the same promises.
 //
@@ -205,6 +206,12 @@ func clone(s *escrow.Secret) *escrow.Secret {
 		r.Password.Classes = slices.Clone(r.Password.Classes)
 		c.Rotation = &r
 	}
+	if s.QLock != nil {
+		q := *s.QLock
+		q.Members = slices.Clone(q.Members)
+		q.Fields = slices.Clone(q.Fields)
+		c.QLock = &q
+	}
 	if s.DeletedAt != nil {
 		d := *s.DeletedAt
 		c.DeletedAt = &d
@@ -284,6 +291,9 @@ func diffSecret(got, want *escrow.Secret) string {
 	}
 	if r, w := rotationJSON(got.Rotation), rotationJSON(want.Rotation); r != w {
 		add("Rotation", r, w)
+	}
+	if q, w := qlockJSON(got.QLock), qlockJSON(want.QLock); q != w {
+		add("QLock", q, w)
 	}
 	if got.CurrentVersion != want.CurrentVersion {
 		add("CurrentVersion", got.CurrentVersion, want.CurrentVersion)
@@ -397,6 +407,7 @@ func testCreateAndGet(t *testing.T, b Backend) {
 	s.Tags["note"] = `a "quoted" \ back<slash> & ünïcode`
 	s.Policy = testPolicy()
 	s.Rotation = testRotation()
+	s.QLock = testQLock()
 	create(t, b, ctx, c, s, v)
 	checkSecret(t, "GetSecret", mustGet(t, b, ctx, s.ID), s)
 
@@ -421,6 +432,24 @@ func testCreateAndGet(t *testing.T, b Backend) {
 	checkSecret(t, "GetSecret(deleted)", got, d)
 	if !got.Deleted() {
 		t.Errorf("GetSecret(deleted).Deleted() = false")
+	}
+
+	// Updates carry the QuantumLock mark: locked to other members, then
+	// unlocked; both reads see each.
+	relocked := next(s, c.next())
+	relocked.QLock.Members = []string{"carol"}
+	relocked.QLock.Fields = append(relocked.QLock.Fields, "notes")
+	relocked.QLock.LockedAt, relocked.QLock.LockedBy = relocked.UpdatedAt, "bob"
+	unlocked := next(relocked, c.next())
+	unlocked.QLock = nil
+	for _, u := range []*escrow.Secret{relocked, unlocked} {
+		update(t, b, ctx, c, u, nil)
+		checkSecret(t, fmt.Sprintf("GetSecret(revision %d)", u.Revision), mustGet(t, b, ctx, s.ID), u)
+		byPath, err := b.GetSecretByPath(ctx, s.Folder, s.Name)
+		if err != nil {
+			t.Fatalf("GetSecretByPath(revision %d): %v", u.Revision, err)
+		}
+		checkSecret(t, fmt.Sprintf("GetSecretByPath(revision %d)", u.Revision), byPath, u)
 	}
 }
 
@@ -993,20 +1022,24 @@ func listFixture(t *testing.T, b Backend, ctx context.Context, c *clock) []*escr
 	for _, p := range []struct {
 		folder, name string
 		deleted      bool
+		locked       bool // QuantumLocked
 	}{
-		{"/prod", "web", true},
-		{"/a", "z", false},
-		{"/a-b", "c", false}, // "/a-b/c" < "/a/z" in byte order, though "/a" < "/a-b"
-		{"/", "root", false},
-		{"/prod", "api", false},
-		{"/prod/db", "x", false},
-		{"/production", "y", false},
-		{"/prod/db/replica", "r", false},
-		{"/prod", "api-old", true},
-		{"/", "Zeta", false}, // upper case sorts before lower case
-		{"/prod/db", "x.y", false},
+		{"/prod", "web", true, true},
+		{"/a", "z", false, false},
+		{"/a-b", "c", false, false}, // "/a-b/c" < "/a/z" in byte order, though "/a" < "/a-b"
+		{"/", "root", false, false},
+		{"/prod", "api", false, false},
+		{"/prod/db", "x", false, true},
+		{"/production", "y", false, false},
+		{"/prod/db/replica", "r", false, false},
+		{"/prod", "api-old", true, false},
+		{"/", "Zeta", false, false}, // upper case sorts before lower case
+		{"/prod/db", "x.y", false, false},
 	} {
 		s, v := newSecret(c, p.folder, p.name)
+		if p.locked {
+			s.QLock = testQLock()
+		}
 		create(t, b, ctx, c, s, v)
 		if p.deleted {
 			d := next(s, c.next())
@@ -1182,6 +1215,24 @@ func rotationJSON(r *escrow.RotationConfig) string {
 		return "null"
 	}
 	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+// testQLock is a QuantumLock mark that uses every field.
+func testQLock() *escrow.QLock {
+	return &escrow.QLock{
+		Members:  []string{"alice", "auth0|5f7c1e", `bob "quoted" ünïcode`},
+		Fields:   []string{"password", "private_key"},
+		LockedAt: base.Add(time.Hour),
+		LockedBy: "alice",
+	}
+}
+
+func qlockJSON(q *escrow.QLock) string {
+	if q == nil {
+		return "null"
+	}
+	b, _ := json.Marshal(q)
 	return string(b)
 }
 
