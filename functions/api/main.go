@@ -65,7 +65,7 @@ func run(ctx context.Context) error {
 	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: env["TABLE_NAME"], Audit: env["AUDIT_TABLE_NAME"]})
 	keys := kms.New(awskms.NewFromConfig(cfg), env["KMS_KEY_ID"])
 	svc := secrets.New(secrets.Config{
-		Store: store, Audit: store, Grants: store, Checkouts: store, Keys: keys,
+		Store: store, Audit: store, Grants: store, Checkouts: store, QLockKeys: store, Keys: keys,
 		Clock: escrow.SystemClock{}, Logger: logger,
 	})
 	tix := ticketing.New(ticketing.Config{Systems: store, Store: store, Keys: keys, Audit: store,

@@ -19,6 +19,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/hook"
 	"github.com/escrow-pam/escrow/internal/keys/kms"
 	"github.com/escrow-pam/escrow/internal/lambdaenv"
+	"github.com/escrow-pam/escrow/internal/qlock"
 	"github.com/escrow-pam/escrow/internal/rotate/targets"
 	"github.com/escrow-pam/escrow/internal/rotation"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
@@ -45,7 +46,8 @@ func run(ctx context.Context) error {
 	}
 	store := dynamo.New(dynamodb.NewFromConfig(cfg), dynamo.Tables{Main: os.Getenv("TABLE_NAME"), Audit: os.Getenv("AUDIT_TABLE_NAME")})
 	keys := kms.New(awskms.NewFromConfig(cfg), os.Getenv("KMS_KEY_ID"))
-	rot := rotation.New(rotation.Config{Store: store, Audit: store, Keys: keys, Targets: targets.All(), Logger: logger})
+	rot := rotation.New(rotation.Config{Store: store, Audit: store, Keys: keys, Targets: targets.All(),
+		Sealer: qlock.Sealer{}, QLockKeys: store, Logger: logger})
 	co := checkout.New(checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: keys,
 		Hooks: hook.New(nil, nil), Rotator: rot, Logger: logger})
 	lambda.Start((&tasks.Handler{Checkout: co}).ForLambda())

@@ -221,6 +221,9 @@ func (s *Service) checkout(ctx context.Context, in Input, rec *escrow.AuditRecor
 	if err != nil {
 		return nil, err
 	}
+	if sec.QLock != nil && !sec.QLock.IsMember(p.Subject) {
+		return nil, escrow.Errorf(escrow.CodeForbidden, "%s is QuantumLocked; only its members can check it out", sec.Path())
+	}
 	pol, from, err := rule(sec, folders)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/keys/local"
 	"github.com/escrow-pam/escrow/internal/notify/outbox"
+	"github.com/escrow-pam/escrow/internal/qlock"
 	"github.com/escrow-pam/escrow/internal/rotate/targets"
 	"github.com/escrow-pam/escrow/internal/rotation"
 	"github.com/escrow-pam/escrow/internal/secrets"
@@ -128,7 +129,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, fmt.Errorf("create verifier: %w", err)
 	}
-	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Checkouts: store, Logger: cfg.Logger})
+	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Checkouts: store, QLockKeys: store, Logger: cfg.Logger})
 	box, err := outbox.Open(filepath.Join(cfg.DataDir, "outbox"), cfg.Logger)
 	if err != nil {
 		store.Close()
@@ -151,7 +152,8 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	if cfg.Targets == nil {
 		cfg.Targets = targets.All()
 	}
-	rot := rotation.New(rotation.Config{Store: store, Audit: store, Keys: keys, Targets: cfg.Targets, Logger: cfg.Logger})
+	rot := rotation.New(rotation.Config{Store: store, Audit: store, Keys: keys, Targets: cfg.Targets,
+		Sealer: qlock.Sealer{}, QLockKeys: store, Logger: cfg.Logger})
 	cwf := localwf.New(statemachines.Checkout)
 	co := checkout.New(checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: keys, Grants: store,
 		Workflow: cwf, Hooks: hook.New(nil, nil), Rotator: rot, Tickets: tix, Logger: cfg.Logger})

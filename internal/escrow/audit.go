@@ -49,6 +49,14 @@ const (
 	ActionRotationFailed      = "secret.rotation.failed" // an alert: the secret stays locked
 	ActionRotateNow           = "secret.rotation.now"
 	ActionPrivilegedRead      = "secret.rotation.privileged"
+
+	ActionQLockKeyPut  = "qlock.key.put"
+	ActionQLockKeyGet  = "qlock.key.get"
+	ActionQLockKeyList = "qlock.keys"
+	ActionQLockLock    = "secret.qlock.lock"
+	ActionQLockShare   = "secret.qlock.share"
+	ActionQLockRevoke  = "secret.qlock.revoke"
+	ActionQLockRelock  = "secret.qlock.relock"
 )
 
 // Actor is who performed an audited action.

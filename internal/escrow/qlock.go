@@ -2,6 +2,7 @@ package escrow
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 )
@@ -69,4 +70,19 @@ type QLockSealer interface {
 	// Seal returns the locked-value blob of plaintext for (secretID,
 	// version), wrapped to each key.
 	Seal(secretID string, version int, plaintext []byte, keys []*QLockKey) ([]byte, error)
+}
+
+// EncodeLocked is the plaintext inside a QuantumLock blob: the JSON object
+// of the locked fields. The CLI and a rotation encode it the same way.
+func EncodeLocked(fields SecretValue) ([]byte, error) {
+	return json.Marshal(map[string]string(fields))
+}
+
+// DecodeLocked reads what EncodeLocked wrote.
+func DecodeLocked(b []byte) (SecretValue, error) {
+	var v map[string]string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, Errorf(CodeInvalid, "the locked value is not a JSON object of fields")
+	}
+	return SecretValue(v), nil
 }

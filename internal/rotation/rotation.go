@@ -19,11 +19,13 @@ package rotation
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 
 	"github.com/escrow-pam/escrow/internal/audit"
 	"github.com/escrow-pam/escrow/internal/envelope"
@@ -38,8 +40,13 @@ type Config struct {
 	// Targets maps a rotation target name (escrow.TargetPostgres, ...) to
 	// its adapter. A secret whose target is missing cannot be rotated.
 	Targets map[string]escrow.RotationTarget
-	Clock   escrow.Clock // nil = system clock
-	Logger  *slog.Logger // nil = discard
+	// Sealer and QLockKeys, if set, rotate QuantumLocked secrets: the new
+	// password is locked to the members' public keys and never stored in
+	// a form the server can read.
+	Sealer    escrow.QLockSealer
+	QLockKeys escrow.QLockKeyStore
+	Clock     escrow.Clock // nil = system clock
+	Logger    *slog.Logger // nil = discard
 }
 
 // Rotator rotates secrets. The caller's principal (in ctx) is the actor of
@@ -48,6 +55,8 @@ type Rotator struct {
 	store   escrow.Store
 	keys    escrow.Keys
 	targets map[string]escrow.RotationTarget
+	sealer  escrow.QLockSealer
+	qkeys   escrow.QLockKeyStore
 	clock   escrow.Clock
 	logger  *slog.Logger
 	rec     *audit.Recorder
@@ -60,7 +69,8 @@ type Rotator struct {
 
 // New returns a Rotator.
 func New(cfg Config) *Rotator {
-	r := &Rotator{store: cfg.Store, keys: cfg.Keys, targets: cfg.Targets, clock: cfg.Clock, logger: cfg.Logger}
+	r := &Rotator{store: cfg.Store, keys: cfg.Keys, targets: cfg.Targets, sealer: cfg.Sealer, qkeys: cfg.QLockKeys,
+		clock: cfg.Clock, logger: cfg.Logger}
 	if r.clock == nil {
 		r.clock = escrow.SystemClock{}
 	}
@@ -106,7 +116,11 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if current["password"] == "" {
+	locked := sec.QLock != nil
+	if err := r.checkLocked(sec); err != nil {
+		return Result{}, err
+	}
+	if !locked && current["password"] == "" {
 		return Result{}, escrow.Errorf(escrow.CodeInvalid, "secret %s has no password field to rotate", sec.Path())
 	}
 	if rot.Privileged != "" {
@@ -121,12 +135,20 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (Result, error) {
 
 	// Step 1: the pending version, made durable before anything else.
 	var pending escrow.SecretValue
-	if sec.PendingVersion != 0 {
+	switch {
+	case locked:
+		// The server cannot read a locked pending version an earlier run
+		// left: it is set aside (its members can still open it) and the
+		// privileged account sets a fresh password.
+		if sec, pending, err = r.createLockedPending(ctx, sec, current); err != nil {
+			return res, err
+		}
+	case sec.PendingVersion != 0:
 		res.Resumed = true
 		if pending, err = r.open(ctx, sec.ID, sec.PendingVersion); err != nil {
 			return res, err
 		}
-	} else {
+	default:
 		if sec, pending, err = r.createPending(ctx, sec, current); err != nil {
 			return res, err
 		}
@@ -138,7 +160,7 @@ func (r *Rotator) Rotate(ctx context.Context, id string) (Result, error) {
 
 	// Step 2: set it on the target, unless the target already takes it (an
 	// earlier run got that far).
-	if err := r.setOnTarget(ctx, sec, target, acct, current, pending); err != nil {
+	if err := r.setOnTarget(ctx, sec, target, acct, current, pending, res.Resumed); err != nil {
 		return res, err
 	}
 	if err := r.cut("set"); err != nil {
@@ -182,9 +204,19 @@ func (r *Rotator) createPending(ctx context.Context, sec *escrow.Secret, current
 	}
 	pending := maps.Clone(current)
 	pending["password"] = pw
-	keyID, wrapped, ct, err := envelope.Seal(ctx, r.keys, sec.ID, version, pending)
+	next, err := r.storePending(ctx, sec, version, pending, rec)
 	if err != nil {
-		return nil, nil, r.rec.Fail(ctx, rec, storeErr("encrypt the pending version", err))
+		return nil, nil, err
+	}
+	return next, pending, nil
+}
+
+// storePending encrypts value as the secret's pending version and stores
+// it with rec.
+func (r *Rotator) storePending(ctx context.Context, sec *escrow.Secret, version int, value escrow.SecretValue, rec *escrow.AuditRecord) (*escrow.Secret, error) {
+	keyID, wrapped, ct, err := envelope.Seal(ctx, r.keys, sec.ID, version, value)
+	if err != nil {
+		return nil, r.rec.Fail(ctx, rec, storeErr("encrypt the pending version", err))
 	}
 	now := r.clock.Now()
 	v := &escrow.SecretVersion{SecretID: sec.ID, Version: version, CreatedAt: now, CreatedBy: actor(ctx),
@@ -194,21 +226,81 @@ func (r *Rotator) createPending(ctx context.Context, sec *escrow.Secret, current
 	next.Revision++
 	next.UpdatedAt, next.UpdatedBy = now, actor(ctx)
 	if err := r.store.UpdateSecret(ctx, &next, sec.Revision, v, rec); err != nil {
-		return nil, nil, r.rec.Fail(ctx, rec, storeErr("store the pending version", err))
+		return nil, r.rec.Fail(ctx, rec, storeErr("store the pending version", err))
 	}
-	return &next, pending, nil
+	return &next, nil
+}
+
+// checkLocked says whether a QuantumLocked secret can be rotated here: the
+// server cannot read its current password, so a privileged account must
+// set the new one, and the lock must hold the password alone (the server
+// could not carry other locked fields over).
+func (r *Rotator) checkLocked(sec *escrow.Secret) error {
+	q := sec.QLock
+	if q == nil {
+		return nil
+	}
+	switch {
+	case r.sealer == nil || r.qkeys == nil:
+		return escrow.Errorf(escrow.CodeUnavailable, "this rotator cannot rotate QuantumLocked secrets")
+	case sec.Rotation.Privileged == "":
+		return escrow.Errorf(escrow.CodeInvalid, "%s is QuantumLocked: the server cannot read its password, so its rotation needs a privileged account", sec.Path())
+	case len(q.Fields) != 1 || q.Fields[0] != "password":
+		return escrow.Errorf(escrow.CodeInvalid, "%s locks %v: a rotation needs the lock to hold the password alone (escrow qlock lock --fields password)", sec.Path(), q.Fields)
+	}
+	return nil
+}
+
+// createLockedPending generates the new password, locks it to the members'
+// public keys and stores that as the pending version. The password itself
+// stays in memory for the rest of the run and is then forgotten.
+func (r *Rotator) createLockedPending(ctx context.Context, sec *escrow.Secret, current escrow.SecretValue) (*escrow.Secret, escrow.SecretValue, error) {
+	version := max(sec.CurrentVersion, sec.PendingVersion) + 1
+	rec := r.record(ctx, escrow.ActionRotationPending, sec, version)
+	rec.Details["qlock"] = strings.Join(sec.QLock.Members, ",")
+	pw, err := Generate(sec.Rotation.Password)
+	if err != nil {
+		return nil, nil, r.rec.Fail(ctx, rec, err)
+	}
+	keys, err := r.qkeys.GetQLockKeys(ctx, sec.QLock.Members)
+	if err == nil && len(keys) != len(sec.QLock.Members) {
+		err = escrow.Errorf(escrow.CodeInvalid, "a member of %s's QuantumLock has no key any more", sec.Path())
+	}
+	var blob []byte
+	if err == nil {
+		var plain []byte
+		if plain, err = escrow.EncodeLocked(escrow.SecretValue{"password": pw}); err == nil {
+			blob, err = r.sealer.Seal(sec.ID, version, plain, keys)
+			clear(plain)
+		}
+	}
+	if err != nil {
+		return nil, nil, r.rec.Fail(ctx, rec, storeErr("lock the new password", err))
+	}
+	stored := maps.Clone(current)
+	stored[escrow.QLockField] = base64.StdEncoding.EncodeToString(blob)
+	if sec, err = r.storePending(ctx, sec, version, stored, rec); err != nil {
+		return nil, nil, err
+	}
+	pending := maps.Clone(current)
+	delete(pending, escrow.QLockField)
+	pending["password"] = pw
+	return sec, pending, nil
 }
 
 // setOnTarget is step 2. A target that already accepts the pending
 // password was set by an earlier run that died before promoting it.
-func (r *Rotator) setOnTarget(ctx context.Context, sec *escrow.Secret, target escrow.RotationTarget, acct escrow.TargetAccount, current, pending escrow.SecretValue) error {
+func (r *Rotator) setOnTarget(ctx context.Context, sec *escrow.Secret, target escrow.RotationTarget, acct escrow.TargetAccount, current, pending escrow.SecretValue, resumed bool) error {
 	rec := r.record(ctx, escrow.ActionRotationSetOnTarget, sec, sec.PendingVersion)
 	rec.Details["target"] = sec.Rotation.Target
-	if err := target.Test(ctx, acct, pending["password"]); err == nil {
-		rec.Details["already"] = "true"
-		return r.rec.Commit(ctx, rec)
-	} else if !errors.Is(err, escrow.ErrLoginRefused) {
-		return r.rec.Fail(ctx, rec, targetErr("reach the target", err))
+	if resumed {
+		// Only a pending password an earlier run made can already be set.
+		if err := target.Test(ctx, acct, pending["password"]); err == nil {
+			rec.Details["already"] = "true"
+			return r.rec.Commit(ctx, rec)
+		} else if !errors.Is(err, escrow.ErrLoginRefused) {
+			return r.rec.Fail(ctx, rec, targetErr("reach the target", err))
+		}
 	}
 	login := escrow.Credentials{Username: current["username"], Password: current["password"]}
 	if priv := sec.Rotation.Privileged; priv != "" {

@@ -177,6 +177,9 @@ func (s *Service) update(ctx context.Context, id string, in UpdateInput, rec *es
 	sec.Revision = old.Revision + 1
 	sec.UpdatedAt, sec.UpdatedBy = now, p.Subject
 	var ver *escrow.SecretVersion
+	if in.Value != nil && old.QLock != nil {
+		return nil, escrow.Errorf(escrow.CodeInvalid, "%s is QuantumLocked: the server cannot change its value; use escrow qlock set", old.Path())
+	}
 	if in.Value != nil {
 		if err := escrow.ValidateValue(sec.Type, in.Value); err != nil {
 			return nil, err
@@ -309,6 +312,9 @@ func (s *Service) reveal(ctx context.Context, id string, opts RevealOptions, rec
 	}
 	if sec.Deleted() {
 		return nil, escrow.Errorf(escrow.CodeNotFound, "secret %s is deleted", sec.Path())
+	}
+	if err := qlockMember(sec, p); err != nil {
+		return nil, err
 	}
 	rec.Details = map[string]string{"path": sec.Path(), "version": itoa(want)}
 	if pol, from, ok := escrow.EffectivePolicy(sec.Policy, sec.Folder, folders); ok {

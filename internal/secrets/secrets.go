@@ -28,6 +28,9 @@ type Config struct {
 	// Checkouts, if set, enforces checkout policies on reveals; without
 	// it a secret that requires checkout cannot be revealed.
 	Checkouts escrow.CheckoutStore
+	// QLockKeys, if set, stores users' QuantumLock keys; without it
+	// QuantumLock is refused.
+	QLockKeys escrow.QLockKeyStore
 	Clock     escrow.Clock // nil = system clock
 	Logger    *slog.Logger // nil = discard
 }
@@ -39,6 +42,7 @@ type Service struct {
 	keys      escrow.Keys
 	grants    escrow.RequestStore
 	checkouts escrow.CheckoutStore
+	qkeys     escrow.QLockKeyStore
 	clock     escrow.Clock
 	logger    *slog.Logger
 	rec       *audit.Recorder
@@ -46,7 +50,7 @@ type Service struct {
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, grants: cfg.Grants, checkouts: cfg.Checkouts, clock: cfg.Clock, logger: cfg.Logger}
+	s := &Service{store: cfg.Store, audit: cfg.Audit, keys: cfg.Keys, grants: cfg.Grants, checkouts: cfg.Checkouts, qkeys: cfg.QLockKeys, clock: cfg.Clock, logger: cfg.Logger}
 	if s.clock == nil {
 		s.clock = escrow.SystemClock{}
 	}
