@@ -14,7 +14,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: help run test lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction
+.PHONY: help run test fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -32,6 +32,19 @@ test: lint ## lint, then the whole suite with -race (moto-backed tests included)
 	if [ "$$status" -ne 0 ]; then \
 	  echo '>> tests failed; the last 100 lines of .test.log:'; tail -n 100 .test.log; exit "$$status"; \
 	fi
+	@$(MAKE) --no-print-directory fuzz
+
+# Every fuzz target of the decoders of untrusted input, for a short,
+# bounded time each (the seed corpora also run in the plain test above).
+FUZZTIME ?= 8s
+FUZZ_PKGS := ./internal/qlock ./internal/qlock/qlockfmt
+fuzz: ## each fuzz target for FUZZTIME (default 8s)
+	@for pkg in $(FUZZ_PKGS); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo ">> go test -run '^$$' -fuzz '^$$f$$' -fuzztime $(FUZZTIME) $$pkg"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1 | tail -n 3 || exit 1; \
+	  done; \
+	done
 
 lint: ## gofmt, go vet, staticcheck, go mod tidy -diff, cfn-lint
 	@echo '>> gofmt -l'
