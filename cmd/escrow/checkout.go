@@ -49,7 +49,10 @@ func (a *app) secretClient(ctx context.Context, arg string) (*client.Client, str
 }
 
 func (a *app) checkoutCmd() *cobra.Command {
-	var comment, ticketNo, field string
+	var (
+		comment, ticketNo, field string
+		pw                       passwordSource
+	)
 	cmd := &cobra.Command{
 		Use:   "checkout SECRET [--comment TEXT] [--ticket NUMBER] [--field NAME]",
 		Short: "Check a secret out: you alone may use it until you check it in",
@@ -68,11 +71,16 @@ The policy may require a comment (the reason, stored in the audit trail)
 and a change or incident ticket. Without --comment, in a terminal, you are
 asked for a required comment with the policy's own prompt.
 
-The expiry and the command to check in go to standard error.`,
+The expiry and the command to check in go to standard error.
+
+A QuantumLocked secret ('escrow qlock') is opened here once checked out:
+your QuantumLock password is asked at the terminal without echo (or read
+from --password-file / --password-fd).`,
 		Example: `  escrow checkout /prod/breakglass/db-breakglass --comment "INC0042: orders db is down"
   PGPASSWORD=$(escrow checkout /prod/breakglass/db-breakglass --field password -m "$REASON") psql -h db1 -U breakglass
   escrow checkout /prod/breakglass/db-breakglass -m "planned upgrade" --ticket CHG0012345 -o json`,
-		Args: secretArgs(1, "one SECRET (id or /path)"),
+		Args:    secretArgs(1, "one SECRET (id or /path)"),
+		PreRunE: func(*cobra.Command, []string) error { return pw.check() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c, id, err := a.secretClient(ctx, args[0])
@@ -95,6 +103,9 @@ The expiry and the command to check in go to standard error.`,
 				fmt.Fprintf(a.stderr, "checked out until %s (%s); check in with: escrow checkin %s\n",
 					fmtTime(co.Expires), fmtDuration(co.Expires.Sub(co.Start)), res.Path)
 			}
+			if res.Value, err = a.unlockValue(ctx, c, &pw, id, res.Version, args[0], res.Value); err != nil {
+				return err
+			}
 			return a.printRevealed(args[0], res.Value, field, res)
 		},
 	}
@@ -102,6 +113,7 @@ The expiry and the command to check in go to standard error.`,
 	f.StringVarP(&comment, "comment", "m", "", "why you need it, stored in the audit record (the policy may require one)")
 	f.StringVar(&ticketNo, "ticket", "", "change or incident number, if the policy requires a ticket")
 	f.StringVarP(&field, "field", "f", "", "print only this field, raw")
+	addPasswordFlags(cmd, &pw, "", "your QuantumLock password, for a QuantumLocked secret")
 	return cmd
 }
 

@@ -37,6 +37,8 @@ type app struct {
 	output string // -o
 
 	started bool // set once a command's own code runs: earlier errors are usage errors
+
+	fds map[int]*os.File // descriptors opened by --password-fd, one *os.File each
 }
 
 // usageError marks an error in the command line (exit 2).
@@ -155,6 +157,7 @@ Environment:
 		a.checkoutStatusCmd(),
 		a.rotationCmd(),
 		a.auditCmd(),
+		a.qlockCmd(),
 	)
 	return root
 }

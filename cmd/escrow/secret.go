@@ -204,6 +204,9 @@ func (a *app) printSecret(s *client.Secret) error {
 	t.row("Revision:", fmt.Sprint(s.Revision))
 	t.row("Created:", fmtTime(s.CreatedAt)+" by "+s.CreatedBy)
 	t.row("Updated:", fmtTime(s.UpdatedAt)+" by "+s.UpdatedBy)
+	if q := s.QLock; q != nil {
+		t.row("QuantumLock:", fmt.Sprintf("%s locked to %s (%s by %s)", strings.Join(q.Fields, ", "), strings.Join(q.Members, ", "), fmtTime(q.LockedAt), q.LockedBy))
+	}
 	if s.DeletedAt != nil {
 		t.row("Deleted:", fmtTime(*s.DeletedAt))
 	}
@@ -459,6 +462,7 @@ func (a *app) secretRevealCmd() *cobra.Command {
 		field   string
 		version int
 		comment string
+		pw      passwordSource
 	)
 	cmd := &cobra.Command{
 		Use:   "reveal SECRET [--field NAME] [--version N] [--comment TEXT]",
@@ -472,13 +476,20 @@ Needs view permission. --version N reveals an earlier version.
 
 The secret's policy may require a comment on every reveal, such as a change
 number that matches a pattern ('escrow policy get SECRET' shows the rule);
-give it with --comment. It is stored in the reveal's audit record.`,
+give it with --comment. It is stored in the reveal's audit record.
+
+A QuantumLocked secret ('escrow qlock') is opened here: your QuantumLock
+password is asked at the terminal without echo (or read from
+--password-file / --password-fd), and the locked fields are printed with
+the readable ones. Only its members can fetch it.`,
 		Example: `  escrow secret reveal /prod/db/admin
   PGPASSWORD=$(escrow secret reveal /prod/db/admin --field password) psql -h db1 -U admin
   escrow secret reveal /prod/ssh/deploy --field private_key > id_deploy
   escrow secret reveal /prod/db/admin --version 1 -o json
-  escrow secret reveal /prod/db/admin --comment CHG0012345`,
-		Args: secretArgs(1, "one SECRET (id or /path)"),
+  escrow secret reveal /prod/db/admin --comment CHG0012345
+  escrow secret reveal /prod/db/locked --field password --password-fd 3 3<pass.txt`,
+		Args:    secretArgs(1, "one SECRET (id or /path)"),
+		PreRunE: func(*cobra.Command, []string) error { return pw.check() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if version < 0 {
 				return usagef("--version must be positive")
@@ -500,12 +511,16 @@ give it with --comment. It is stored in the reveal's audit record.`,
 			if err != nil {
 				return err
 			}
+			if v.Value, err = a.unlockValue(cmd.Context(), c, &pw, id, v.Version, args[0], v.Value); err != nil {
+				return err
+			}
 			return a.printRevealed(args[0], v.Value, field, v)
 		},
 	}
 	cmd.Flags().StringVarP(&field, "field", "f", "", "print only this field, raw")
 	cmd.Flags().IntVar(&version, "version", 0, "reveal this version (default: current)")
 	cmd.Flags().StringVarP(&comment, "comment", "m", "", "the reason, stored in the audit record (the policy may require one)")
+	addPasswordFlags(cmd, &pw, "", "your QuantumLock password, for a QuantumLocked secret")
 	return cmd
 }
 

@@ -106,6 +106,11 @@ type Secret struct {
 
 	// Rotation, if set, says how the password is changed on its target.
 	Rotation *escrow.RotationConfig `json:"rotation,omitempty"`
+	// QLock, if set, says the value is QuantumLocked and to whom.
+	QLock *escrow.QLock `json:"qlock,omitempty"`
+	// PendingVersion, if not 0, is a rotation's password not yet current;
+	// a new version is numbered after it.
+	PendingVersion int `json:"pendingVersion,omitempty"`
 }
 
 // SecretPath returns Path, or folder + name if the server left Path out.
