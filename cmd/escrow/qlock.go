@@ -283,6 +283,7 @@ func (a *app) unlockValue(ctx context.Context, c *client.Client, p *passwordSour
 	if err != nil {
 		return nil, err
 	}
+	defer k.key.Destroy()
 	locked, err := openLocked(blob, id, version, k, what)
 	if err != nil {
 		return nil, err
@@ -528,6 +529,7 @@ revealed: change or rotate the value once it is locked.`,
 			if err != nil {
 				return err
 			}
+			defer k.key.Destroy()
 			locked, readable := escrow.SecretValue{}, map[string]string{}
 			for f, v := range rv.Value {
 				if slices.Contains(names, f) {
@@ -672,6 +674,7 @@ func (a *app) relock(ctx context.Context, arg string, r relock) (*relockResult, 
 	if err != nil {
 		return nil, err
 	}
+	defer k.key.Destroy()
 	locked, err := openLocked(blob, id, rv.Version, k, sec.SecretPath())
 	if err != nil {
 		return nil, err

@@ -91,6 +91,17 @@ func newPrivateKey(seed []byte) *PrivateKey {
 	return k
 }
 
+// Destroy clears the key's seed and drops its expanded form. Go cannot
+// promise the memory is gone (the expanded key may have been copied), but
+// a destroyed key no longer holds the seed. The key is unusable after.
+func (k *PrivateKey) Destroy() {
+	if k == nil {
+		return
+	}
+	clear(k.seed[:])
+	k.sk = nil
+}
+
 // Public returns a copy of the encoded public key.
 func (k *PrivateKey) Public() PublicKey { return bytes.Clone(k.pub) }
 

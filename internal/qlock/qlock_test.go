@@ -541,3 +541,27 @@ func TestZeroPrivateKey(t *testing.T) {
 		t.Error("Open with a zero key succeeded")
 	}
 }
+
+func TestDestroyedKeyIsUnusable(t *testing.T) {
+	t.Parallel()
+	k, err := GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := Lock(nil, "s1", 1, []byte("v"), []Recipient{{Subject: "a", Key: k.Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Destroy()
+	if k.seed != [len(k.seed)]byte{} {
+		t.Fatal("the seed survived Destroy")
+	}
+	if _, err := Open(blob, "s1", 1, "a", k); err == nil {
+		t.Fatal("a destroyed key opened a value")
+	}
+	if _, err := k.Seal(nil, []byte("pw"), fastKDF); err == nil {
+		t.Fatal("a destroyed key was sealed")
+	}
+	var nilKey *PrivateKey
+	nilKey.Destroy()
+}
