@@ -37,7 +37,7 @@ test: lint ## lint, then the whole suite with -race (moto-backed tests included)
 # Every fuzz target of the decoders of untrusted input, for a short,
 # bounded time each (the seed corpora also run in the plain test above).
 FUZZTIME ?= 8s
-FUZZ_PKGS := ./internal/qlock ./internal/qlock/qlockfmt
+FUZZ_PKGS := ./internal/qlock ./internal/qlock/qlockfmt ./internal/siem
 fuzz: ## each fuzz target for FUZZTIME (default 8s)
 	@for pkg in $(FUZZ_PKGS); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
