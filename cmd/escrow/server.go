@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,17 +18,19 @@ import (
 
 // serverLongFlags may be written Go-style with one dash (`-dev`), as the
 // docs and `make run` do; pflag alone would read -dev as -d -e -v.
-var serverLongFlags = []string{"dev", "addr", "data", "no-seed", "help"}
+var serverLongFlags = []string{"dev", "addr", "data", "no-seed", "siem-file", "siem-format", "digest-period", "help"}
 
 func (a *app) serverCmd() *cobra.Command {
 	var (
-		dev    bool
-		addr   string
-		data   string
-		noSeed bool
+		dev                  bool
+		addr                 string
+		data                 string
+		noSeed               bool
+		siemFile, siemFormat string
+		digestPeriod         time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "server -dev [--addr HOST:PORT] [--data DIR] [--no-seed]",
+		Use:   "server -dev [--addr HOST:PORT] [--data DIR] [--no-seed] [--siem-file PATH|-] [--digest-period D]",
 		Short: "Run the local all-in-one Escrow server (-dev only)",
 		Long: `Run the Escrow API on this machine for development and demos.
 
@@ -37,12 +40,18 @@ all kept in the --data directory (created with mode 0700). On its first run it
 seeds demo users' secrets (unless --no-seed) and prints the URL, tokens for
 the demo users (alice, bob, carol, admin, auditor) and curl and CLI examples.
 
+Every audit record is also sealed into signed digests in DATA/digests (one
+per --digest-period; check them with escrow audit verify) and, with
+--siem-file, exported as a SIEM event per line (--siem-format json or cef;
+"-" is standard output).
+
 It runs until interrupted (Ctrl-C or SIGTERM), then shuts down gracefully.
 
 There is no non-dev local server: in production the API is the api Lambda
 behind API Gateway (see template.yaml); point the CLI at it with --server.`,
 		Example: `  escrow server -dev
-  escrow server -dev --addr 127.0.0.1:9090 --data /tmp/escrow-demo --no-seed`,
+  escrow server -dev --addr 127.0.0.1:9090 --data /tmp/escrow-demo --no-seed
+  escrow server -dev --siem-file - --siem-format cef`,
 		// Parsed below, after turning -dev into --dev.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,13 +73,17 @@ behind API Gateway (see template.yaml); point the CLI at it with --server.`,
 				return usagef("escrow server runs only with -dev on this machine (embedded store, local keys, dev tokens); " +
 					"the AWS deployment serves the API from the api Lambda behind API Gateway, so point --server or ESCROW_SERVER at that instead")
 			}
-			return a.runDevServer(cmd.Context(), devserver.Config{Addr: addr, DataDir: data, Seed: !noSeed})
+			return a.runDevServer(cmd.Context(), devserver.Config{Addr: addr, DataDir: data, Seed: !noSeed,
+				SIEMFile: siemFile, SIEMFormat: siemFormat, DigestPeriod: digestPeriod})
 		},
 	}
 	cmd.Flags().BoolVar(&dev, "dev", false, "run the development server (required)")
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address; port 0 picks a free port")
 	cmd.Flags().StringVar(&data, "data", "./.escrow", "directory for the SQLite database, master key and dev issuer key")
 	cmd.Flags().BoolVar(&noSeed, "no-seed", false, "do not create demo secrets on first run")
+	cmd.Flags().StringVar(&siemFile, "siem-file", "", `append every audit record as a SIEM event to this file ("-": standard output)`)
+	cmd.Flags().StringVar(&siemFormat, "siem-format", "json", "SIEM event format: json (one JSON event per line) or cef")
+	cmd.Flags().DurationVar(&digestPeriod, "digest-period", time.Minute, "how much of the audit log each signed digest seals")
 	return cmd
 }
 

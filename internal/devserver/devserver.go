@@ -58,6 +58,12 @@ type Config struct {
 	// Targets are the rotation targets; nil means every real adapter
 	// (postgres, ldap, ad, ssh, webhook).
 	Targets map[string]escrow.RotationTarget
+	// DigestPeriod is how much of the audit log each signed digest seals
+	// (default 1 minute in -dev; an hour in AWS).
+	DigestPeriod time.Duration
+	// SIEMFile, if set, receives every audit record as a SIEM event
+	// ("-" is stdout), in SIEMFormat: json (default) or cef.
+	SIEMFile, SIEMFormat string
 	// SweepInterval is how often the in-process sweeper (the scheduled
 	// sweeper function's stand-in) runs; default 1s.
 	SweepInterval time.Duration
@@ -183,7 +189,12 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(map[string]any{"messages": msgs})
 	})
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Auth: verifier, Logger: cfg.Logger, Dev: dev})
+	feed, digests, siemFile, err := auditFeed(cfg, store)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Digests: digests, Auth: verifier, Logger: cfg.Logger, Dev: dev})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
@@ -205,6 +216,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		defer close(sweeping)
 		var wg sync.WaitGroup
 		wg.Go(func() { runCheckoutSweeper(sweepCtx, co, cfg.SweepInterval, cfg.Logger) })
+		wg.Go(func() { runAuditFeed(sweepCtx, store, feed, cfg.SweepInterval, cfg.Logger) })
 		acc.RunSweeper(sweepCtx, cfg.SweepInterval)
 		wg.Wait()
 	}()
@@ -232,7 +244,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		s.err = errors.Join(err, store.Close())
+		s.err = errors.Join(err, siemFile.Close(), store.Close())
 		close(s.done)
 	}()
 	s.banner(cfg, seeded)

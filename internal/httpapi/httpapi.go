@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/access"
+	"github.com/escrow-pam/escrow/internal/auditfeed"
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/secrets"
@@ -39,7 +40,9 @@ type Config struct {
 	// Checkout, if set, serves checkout, check-in and rotation; without it
 	// those routes answer 503.
 	Checkout *checkout.Service
-	Auth     Authenticator
+	// Digests, if set, serves the signed audit digests and their keys.
+	Digests *auditfeed.Reader
+	Auth    Authenticator
 	Logger   *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
 	Dev http.Handler
@@ -53,6 +56,7 @@ type api struct {
 	access   *access.Service
 	tickets  *ticketing.Service
 	checkout *checkout.Service
+	digests  *auditfeed.Reader
 	auth     Authenticator
 	logger   *slog.Logger
 }
@@ -84,6 +88,8 @@ var routes = []route{
 	{"GET", "/v1/folders", true, (*api).getFolder},
 	{"PUT", "/v1/folders", true, (*api).setFolderACL},
 	{"GET", "/v1/audit", true, (*api).queryAudit},
+	{"GET", "/v1/audit/digests", true, (*api).listDigests},
+	{"GET", "/v1/audit/keys", true, (*api).digestKeys},
 	{"POST", "/v1/secrets/{id}/requests", true, (*api).createRequest},
 	{"GET", "/v1/requests", true, (*api).listRequests},
 	{"GET", "/v1/requests/{id}", true, (*api).getRequest},
@@ -110,7 +116,7 @@ var routes = []route{
 
 // New returns the API handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, auth: cfg.Auth, logger: cfg.Logger}
+	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, digests: cfg.Digests, auth: cfg.Auth, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
