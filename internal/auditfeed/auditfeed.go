@@ -28,8 +28,8 @@ import (
 	"github.com/escrow-pam/escrow/internal/siem"
 )
 
-// Genesis is where the first digest's period starts: it covers every
-// record written before the first sealing.
+// Genesis is where the first digest's period starts by default: it covers
+// every record written before the first sealing.
 var Genesis = time.Unix(0, 0).UTC()
 
 // Digester seals ended periods of the audit log.
@@ -41,8 +41,12 @@ type Digester struct {
 	// how long after a period ends it is sealed (records stamped by a
 	// clock a little behind, or still in flight).
 	Period, Grace time.Duration
-	Clock         escrow.Clock
-	Logger        *slog.Logger
+	// Genesis, if set, is where the first digest starts instead of the
+	// package's Genesis: a log whose index walks days (DynamoDB) should not
+	// be asked for the decades before it existed.
+	Genesis time.Time
+	Clock   escrow.Clock
+	Logger  *slog.Logger
 }
 
 // SealDue seals, in order, every period that ended before now − Grace and
@@ -60,6 +64,9 @@ func (d *Digester) SealDue(ctx context.Context) (int, error) {
 	n := 0
 	for {
 		from := Genesis
+		if !d.Genesis.IsZero() {
+			from = d.Genesis
+		}
 		if prev != nil {
 			from = prev.To
 		}

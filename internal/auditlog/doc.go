@@ -27,6 +27,8 @@
 //	[,"requestId":S][,"sourceIp":S][,"userAgent":S][,"comment":S][,"ticket":S]
 //	[,"details":{K:S,…}]}
 //
+// where:
+//
 //   - Fields come in the struct's order. A bracketed field is left out when
 //     empty (an empty string, a nil or zero-length slice or map), exactly
 //     what encoding/json's omitempty leaves out; the others are always

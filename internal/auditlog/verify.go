@@ -87,7 +87,7 @@ type Report struct {
 }
 
 // Clean reports whether Verify found no problem.
-func (r *Report) Clean() bool { return len(r.Problems) == 0 }
+func (r Report) Clean() bool { return len(r.Problems) == 0 }
 
 // Verify checks a stretch of the audit log offline against its digests:
 // every digest's consistency and both signatures (against keys), the chain
