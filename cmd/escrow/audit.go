@@ -158,7 +158,7 @@ Only principals with the admin or auditor role may read the trail.`,
 	f.StringVar(&from, "from", "", "only records at or after this time (RFC 3339 or YYYY-MM-DD)")
 	f.StringVar(&to, "to", "", "only records before this time (RFC 3339 or YYYY-MM-DD)")
 	f.IntVar(&limit, "limit", 100, "show at most this many records")
-	cmd.AddCommand(a.auditVerifyCmd())
+	cmd.AddCommand(a.auditVerifyCmd(), a.auditKeygenCmd())
 	return cmd
 }
 

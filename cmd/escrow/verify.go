@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"iter"
 	"os"
@@ -11,12 +14,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/escrow-pam/escrow/internal/auditlog"
+	"github.com/escrow-pam/escrow/internal/auditlog/dir"
 	"github.com/escrow-pam/escrow/internal/client"
 	"github.com/escrow-pam/escrow/internal/escrow"
 )
 
 func (a *app) auditVerifyCmd() *cobra.Command {
-	var from, to, since, keysFile, saveKeys string
+	var from, to, since, keysFile, saveKeys, digestDir string
 	cmd := &cobra.Command{
 		Use:   "verify [--from T] [--to T | --since D] [--keys FILE]",
 		Short: "Prove the audit log was not altered: check every record against the signed digests",
@@ -31,11 +35,14 @@ and any digest that was changed, removed or forged.
 
 Pin the signing keys: save them once (--save-keys FILE), compare their key
 id out of band, and verify with --keys FILE, so a compromised server cannot
-hand you its own. Records newer than the last digest are counted as not yet
+hand you its own. On AWS the digests live in the stack's Object Lock bucket:
+copy them (aws s3 cp --recursive s3://BUCKET/digests/ DIR) and pass
+--digests DIR, with --keys from escrow audit keygen. Records newer than the last digest are counted as not yet
 sealed. Exits 1 if anything is wrong. Admin or auditor only.`,
 		Example: `  escrow audit verify --since 24h
   escrow audit verify --from 2026-11-01 --to 2026-12-01 --keys escrow-audit-keys.json
-  escrow audit verify --save-keys escrow-audit-keys.json`,
+  escrow audit verify --save-keys escrow-audit-keys.json
+  escrow audit verify --digests ./digests --keys escrow-audit-keys.json --since 7d`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var fromT, toT time.Time
@@ -64,7 +71,10 @@ sealed. Exits 1 if anything is wrong. Admin or auditor only.`,
 			if err != nil {
 				return err
 			}
-			return a.verifyAudit(cmd.Context(), c, fromT, toT, keysFile, saveKeys)
+			if digestDir != "" && keysFile == "" {
+				return usagef("--digests needs --keys: pin the keys the digests must verify with")
+			}
+			return a.verifyAudit(cmd.Context(), c, fromT, toT, keysFile, saveKeys, digestDir)
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "start: RFC 3339 time or YYYY-MM-DD (default: the first digest)")
@@ -72,10 +82,11 @@ sealed. Exits 1 if anything is wrong. Admin or auditor only.`,
 	cmd.Flags().StringVar(&since, "since", "", "start this long ago: 90m, 24h, 7d")
 	cmd.Flags().StringVar(&keysFile, "keys", "", "verify with these pinned public keys (JSON, as --save-keys writes)")
 	cmd.Flags().StringVar(&saveKeys, "save-keys", "", "write the server's public keys to FILE, to pin them")
+	cmd.Flags().StringVar(&digestDir, "digests", "", "read the digests from this folder (a copy of the digest bucket) instead of the server")
 	return cmd
 }
 
-func (a *app) verifyAudit(ctx context.Context, c *client.Client, from, to time.Time, keysFile, saveKeys string) error {
+func (a *app) verifyAudit(ctx context.Context, c *client.Client, from, to time.Time, keysFile, saveKeys, digestDir string) error {
 	start := time.Now()
 	var keys auditlog.PublicKeys
 	var err error
@@ -103,8 +114,16 @@ func (a *app) verifyAudit(ctx context.Context, c *client.Client, from, to time.T
 		}
 		fmt.Fprintf(a.stderr, "wrote keys %s to %s\n", keys.KeyID(), saveKeys)
 	}
-	ds, err := c.AuditDigests(ctx, from, to)
-	if err != nil {
+	var ds []*auditlog.SignedDigest
+	if digestDir != "" {
+		st, err := dir.Open(digestDir)
+		if err == nil {
+			ds, err = st.Range(ctx, from, to)
+		}
+		if err != nil {
+			return fmt.Errorf("--digests %s: %w", digestDir, err)
+		}
+	} else if ds, err = c.AuditDigests(ctx, from, to); err != nil {
 		return err
 	}
 	if len(ds) == 0 {
@@ -176,4 +195,46 @@ func (a *app) fetchAudit(ctx context.Context, c *client.Client, from, to time.Ti
 		return 0
 	})
 	return out, nil
+}
+
+func (a *app) auditKeygenCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Make a new audit digest signing key (for the AWS stack)",
+		Long: `Make a new signing key for the audit digests: a 32-byte seed, written to
+--out (mode 0600) as 64 hex digits for the stack's AuditSigningKey
+parameter, and the public keys (Ed25519 and ML-DSA-65) printed as JSON, to
+keep and to verify with (escrow audit verify --keys). Runs locally; nothing
+is sent anywhere. escrow server -dev makes its own key.`,
+		Example: `  escrow audit keygen --out audit-signing.key > escrow-audit-keys.json`,
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usagef("--out is required: where to write the secret seed")
+			}
+			var seed [32]byte
+			if _, err := rand.Read(seed[:]); err != nil {
+				return err
+			}
+			defer clear(seed[:])
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			_, werr := fmt.Fprintln(f, hex.EncodeToString(seed[:]))
+			if err := errors.Join(werr, f.Close()); err != nil {
+				return fmt.Errorf("write %s: %w", out, err)
+			}
+			b, err := auditlog.NewSigner(seed).PublicKeys().Marshal()
+			if err != nil {
+				return err
+			}
+			_, err = a.stdout.Write(b)
+			fmt.Fprintf(a.stderr, "wrote the signing seed to %s (keep it secret: it is the stack's AuditSigningKey)\n", out)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "file to write the secret seed to (created, mode 0600)")
+	return cmd
 }
