@@ -14,7 +14,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: help run test fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction
+.PHONY: help run test fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction build-AuditStreamFunction
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ build-SweeperFunction:
 
 build-RotateFunction:
 	$(call sam_build,rotate)
+
+build-AuditStreamFunction:
+	$(call sam_build,audit-stream)
 
 clean: ## remove build output, the test log and the lint tools
 	rm -rf bin .aws-sam .test.log .tools

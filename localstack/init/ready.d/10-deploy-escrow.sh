@@ -26,6 +26,10 @@ awslocal cloudformation package \
   --s3-bucket "$bucket" \
   --output-template-file /tmp/escrow-packaged.yaml
 
+# The audit digests' signing seed: ESCROW_AUDIT_SIGNING_KEY (64 hex digits,
+# from `escrow audit keygen`), else a throwaway one for this LocalStack.
+signing_key="${ESCROW_AUDIT_SIGNING_KEY:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}"
+
 log "deploying stack $stack"
 awslocal cloudformation deploy \
   --template-file /tmp/escrow-packaged.yaml \
@@ -34,7 +38,8 @@ awslocal cloudformation deploy \
   --no-fail-on-empty-changeset \
   --parameter-overrides \
     "OIDCIssuer=$ESCROW_OIDC_ISSUER" \
-    "OIDCAudience=${ESCROW_OIDC_AUDIENCE:-escrow}"
+    "OIDCAudience=${ESCROW_OIDC_AUDIENCE:-escrow}" \
+    "AuditSigningKey=$signing_key"
 
 awslocal cloudformation describe-stacks --stack-name "$stack" \
   --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text
