@@ -1,8 +1,11 @@
 package notify_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +52,22 @@ func TestValidateAccepts(t *testing.T) {
 		{"max size", func(m *notify.Message) {
 			m.Text = strings.Repeat("a", notify.MaxSize-len(m.Subject)-len(m.To[0]))
 		}},
+		{"csv attachment", attach("access-2026-11.csv", "text/csv")},
+		{"json attachment", attach("summary.json", "application/json")},
+		{"text attachment", attach("notes.txt", "text/plain")},
+		{"report.ContentType of csv", attach("access.csv", "text/csv; charset=utf-8; header=present")},
+		{"parameters in any case", attach("access.csv", `Text/CSV; Charset="UTF-8"; header=absent`)},
+		{"us-ascii text", attach("notes.txt", "text/plain; charset=us-ascii")},
+		{"upper-case extension", attach("ACCESS.CSV", "text/csv")},
+		{"dots, dashes and underscores", attach("2026-11_access.v2.csv", "text/csv")},
+		{"max name", attach(strings.Repeat("r", notify.MaxAttachmentName-4)+".csv", "text/csv")},
+		{"empty data", func(m *notify.Message) { m.Attachments = []notify.Attachment{{Name: "a.csv", ContentType: "text/csv"}} }},
+		{"max attachments", func(m *notify.Message) {
+			for i := range notify.MaxAttachments {
+				m.Attachments = append(m.Attachments, csv(fmt.Sprintf("r%d.csv", i)))
+			}
+		}},
+		{"max size with attachment", func(m *notify.Message) { m.Attachments = []notify.Attachment{largest(*m)} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := valid()
@@ -89,6 +108,51 @@ func TestValidateRefuses(t *testing.T) {
 		{"dot in ref", func(m *notify.Message) { m.Ref = "a.b" }, "ref may hold only"},
 		{"zero time", func(m *notify.Message) { m.Time = time.Time{} }, "time is required"},
 		{"year 1", func(m *notify.Message) { m.Time = time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC) }, "time is required"},
+		{"too many attachments", func(m *notify.Message) {
+			m.Attachments = make([]notify.Attachment, notify.MaxAttachments+1)
+		}, "6 attachments, at most 5"},
+		{"no name", attach("", "text/csv"), "attachment 2: name is required"},
+		{"long name", attach(strings.Repeat("r", notify.MaxAttachmentName-3)+".csv", "text/csv"), "name is longer than 100 bytes"},
+		{"parent", attach("../../etc/cron.d/x.csv", "text/csv"), "name must start with a letter or digit"},
+		{"hidden", attach(".report.csv", "text/csv"), "name must start with a letter or digit"},
+		{"slash", attach("reports/2026.csv", "text/csv"), "name may hold only"},
+		{"backslash", attach(`reports\2026.csv`, "text/csv"), "name may hold only"},
+		{"CRLF in name", attach("a\r\nContent-Type: text/html.csv", "text/csv"), "name may hold only"},
+		{"tab in name", attach("a\tb.csv", "text/csv"), "name may hold only"},
+		{"space in name", attach("access report.csv", "text/csv"), "name may hold only"},
+		{"quote in name", attach(`a".csv`, "text/csv"), "name may hold only"},
+		{"semicolon in name", attach("a;filename=x.exe.csv", "text/csv"), "name may hold only"},
+		{"non-ASCII name", attach("zugriffe-für-jörg.csv", "text/csv"), "name may hold only"},
+		{"invalid UTF-8 name", attach("caf\xe9.csv", "text/csv"), "name may hold only"},
+		{"no extension", attach("access", "text/csv"), "name must be something.csv"},
+		{"wrong extension", attach("access.exe", "text/csv"), "name must be something.csv"},
+		{"double extension", attach("access.csv.exe", "text/csv"), "name must be something.csv"},
+		{"json named txt", attach("summary.txt", "application/json"), "name must be something.json"},
+		{"same name", func(m *notify.Message) { m.Attachments = []notify.Attachment{csv("a.csv"), csv("b.csv"), csv("a.csv")} }, "attachment 3: name is attachment 1's"},
+		{"same name but case", func(m *notify.Message) { m.Attachments = []notify.Attachment{csv("access.csv"), csv("Access.CSV")} }, "attachment 2: name is attachment 1's"},
+		{"html", attach("a.csv", "text/html"), "content type must be"},
+		{"binary", attach("a.csv", "application/octet-stream"), "content type must be"},
+		{"no type", attach("a.csv", ""), "content type must be"},
+		{"CRLF in type", attach("a.csv", "text/csv\r\nBcc: evil@example.com"), "content type must be"},
+		{"non-ASCII type", attach("a.csv", "text/csv; charset=ü"), "content type must be"},
+		{"long type", attach("a.csv", "text/csv; charset=utf-8"+strings.Repeat(" ", 100)), "content type must be"},
+		{"bad parameter", attach("a.csv", "text/csv; charset"), "content type must be"},
+		{"duplicate parameter", attach("a.csv", "text/csv; charset=utf-8; charset=us-ascii"), "content type must be"},
+		{"other charset", attach("a.csv", "text/csv; charset=iso-8859-1"), "may have only a charset"},
+		{"charset on json", attach("a.json", "application/json; charset=utf-8"), "may have only a charset"},
+		{"header on text", attach("a.txt", "text/plain; header=present"), "may have only a charset"},
+		{"bad header value", attach("a.csv", "text/csv; header=yes"), "may have only a charset"},
+		{"name parameter", attach("a.csv", `text/csv; name="evil.exe"`), "may have only a charset"},
+		{"over size with attachment", func(m *notify.Message) {
+			a := largest(*m)
+			a.Data = append(a.Data, 'x')
+			m.Attachments = []notify.Attachment{a}
+		}, "larger than"},
+		{"over size once base64", func(m *notify.Message) {
+			a := csv("big.csv")
+			a.Data = make([]byte, notify.MaxSize*3/4+1024) // under MaxSize as bytes
+			m.Attachments = []notify.Attachment{a}
+		}, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := valid()
@@ -103,11 +167,96 @@ func TestValidateRefuses(t *testing.T) {
 			}
 			// The message is shown to clients: it names the field, never
 			// echoes the content.
-			for _, part := range append([]string{m.Subject, m.Text}, m.To...) {
+			parts := append([]string{m.Subject, m.Text}, m.To...)
+			for _, a := range m.Attachments {
+				parts = append(parts, a.Name, string(a.Data)) // types are named: they are an allow-list
+			}
+			for _, part := range parts {
 				if len(part) > 3 && strings.Contains(msg, part) {
 					t.Fatalf("message %q echoes content %q", msg, part)
 				}
 			}
 		})
+	}
+}
+
+func csv(name string) notify.Attachment {
+	return notify.Attachment{Name: name, ContentType: "text/csv", Data: []byte("id,decision\r\n01HZX3,approved\r\n")}
+}
+
+// attach returns a change that attaches, after a valid CSV, one named name
+// of type contentType.
+func attach(name, contentType string) func(m *notify.Message) {
+	return func(m *notify.Message) {
+		a := csv(name)
+		a.ContentType = contentType
+		m.Attachments = []notify.Attachment{csv("first.csv"), a}
+	}
+}
+
+// largest returns the largest CSV attachment m can carry: Size(m with it)
+// is at most MaxSize, and one more byte puts it over.
+func largest(m notify.Message) notify.Attachment {
+	a := csv("largest.csv")
+	fits := func(n int) bool {
+		a.Data = make([]byte, n)
+		m.Attachments = []notify.Attachment{a}
+		return notify.Size(m) <= notify.MaxSize
+	}
+	lo, hi := 0, notify.MaxSize // fits(lo), !fits(hi)
+	for hi-lo > 1 {
+		if mid := (lo + hi) / 2; fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	a.Data = bytes.Repeat([]byte{'a'}, lo)
+	return a
+}
+
+func TestSize(t *testing.T) {
+	m := valid()
+	m.HTML = "<p>hi</p>"
+	if got, want := notify.Size(m), len(m.To[0])+len(m.Subject)+len(m.Text)+len(m.HTML); got != want {
+		t.Fatalf("Size without attachments = %d, want %d: recipients, subject and bodies", got, want)
+	}
+	// With attachments: the MIME message, base64 and all.
+	m.Text = "a\nb\n" // 6 bytes with CRLF: 8 in base64, and a CRLF
+	m.HTML = ""
+	m.Attachments = []notify.Attachment{{Name: "a.csv", ContentType: "text/csv", Data: make([]byte, 57)}} // one full line of 76
+	head := 2*(len(m.To[0])+len(m.Subject)) + 32 + 4096
+	if got, want := notify.Size(m), head+(8+2)+(512+76+2); got != want {
+		t.Fatalf("Size with an attachment = %d, want %d", got, want)
+	}
+	m.Attachments[0].Data = make([]byte, 58) // a second line
+	if got, want := notify.Size(m), head+(8+2)+(512+80+4); got != want {
+		t.Fatalf("Size with an attachment of two lines = %d, want %d", got, want)
+	}
+}
+
+func TestAttachmentJSON(t *testing.T) {
+	m := valid()
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("attachments")) {
+		t.Fatalf("a message without attachments has an attachments key: %s", data)
+	}
+	m.Attachments = []notify.Attachment{{Name: "a.csv", ContentType: "text/csv", Data: []byte("a,b\r\n")}}
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	want := `"attachments":[{"name":"a.csv","contentType":"text/csv","size":5,"data":"YSxiDQo="}]`
+	if !bytes.Contains(data, []byte(want)) {
+		t.Fatalf("JSON = %s, want it to hold %s", data, want)
+	}
+	var back notify.Message
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("Unmarshal: %v", err)
+	}
+	if !reflect.DeepEqual(back.Attachments, m.Attachments) {
+		t.Fatalf("round trip = %+v, want %+v", back.Attachments, m.Attachments)
 	}
 }

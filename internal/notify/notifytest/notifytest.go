@@ -7,9 +7,12 @@
 package notifytest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"mime"
 	"net/mail"
 	"slices"
 	"strings"
@@ -24,9 +27,13 @@ import (
 // Run checks n against the notify.Notifier contract.
 //
 // sent returns every message the transport has accepted so far, in any
-// order, as the transport recorded it: To, Subject and the bodies it keeps;
-// the other fields may be zero. A transport that keeps only one body (moto
-// keeps the HTML part when there is one, else the text) reports it as Text.
+// order, as the transport recorded it: To, Subject, the bodies it keeps and
+// the attachments, in order, with their data; the other fields may be zero.
+// A transport that keeps only one body (moto keeps the HTML part of Simple
+// content when there is one, else the text) reports it as Text. Bodies are
+// reported with the line breaks they were given: a transport that sends
+// them as CRLF, as MIME wants, converts them back. Attachments must arrive
+// byte for byte.
 // Run marks each subject with a token unique to the run, so it finds its own
 // messages among others and can run more than once against one transport.
 func Run(t *testing.T, n notify.Notifier, sent func(t *testing.T) []notify.Message) {
@@ -84,6 +91,22 @@ func Run(t *testing.T, n notify.Notifier, sent func(t *testing.T) []notify.Messa
 		case g.Text != m.Text && g.Text != m.HTML: // one body kept, reported as Text
 			t.Errorf("body = %q, want the text %q or the html %q", g.Text, m.Text, m.HTML)
 		}
+		if len(g.Attachments) != len(m.Attachments) {
+			t.Fatalf("%d attachments arrived, want %d", len(g.Attachments), len(m.Attachments))
+		}
+		for i, w := range m.Attachments {
+			h := g.Attachments[i]
+			if h.Name != w.Name {
+				t.Errorf("attachment %d: name = %q, want %q", i+1, h.Name, w.Name)
+			}
+			if !sameType(h.ContentType, w.ContentType) {
+				t.Errorf("attachment %d: content type = %q, want %q", i+1, h.ContentType, w.ContentType)
+			}
+			if !bytes.Equal(h.Data, w.Data) {
+				t.Errorf("attachment %d: %d bytes arrived, not the %d sent (first difference at byte %d)",
+					i+1, len(h.Data), len(w.Data), firstDiff(h.Data, w.Data))
+			}
+		}
 	}
 	send := func(t *testing.T, m notify.Message) {
 		t.Helper()
@@ -117,6 +140,47 @@ func Run(t *testing.T, n notify.Notifier, sent func(t *testing.T) []notify.Messa
 	t.Run("Recipients", func(t *testing.T) {
 		m, token := newMessage("Three approvers")
 		m.To = []string{"Carol Example <carol@example.com>", "bob@example.org", "dave+escrow@sub.example.net"}
+		send(t, m)
+		arrived(t, m, token)
+	})
+
+	// A scheduled report: a CSV as RFC 4180 writes it (CRLF), with what
+	// transports like to mangle in a file: a byte order mark, non-ASCII,
+	// a quoted field holding a bare LF, a lone dot and "From " at the
+	// start of lines, a line longer than SMTP's 998, and no final line
+	// break.
+	csv := []byte("\ufeffid,requester,secret,decision,comment\r\n" +
+		"01HZX3,alice,prod/db/password,approved,\"Datenbank-Wartung, ünïcödé ✓\"\r\n" +
+		"01HZX4,bob,prod/api/key,denied,\"two\nlines\"\r\n" +
+		".\r\nFrom the policy,,,,\r\n" +
+		"01HZX5,carol,prod/db/password,expired," + strings.Repeat("long ", 300) + "\r\n" +
+		"01HZX6,dave,prod/ssh/root,approved,\"=?utf-8?q?not=20a=20header?=\"")
+
+	t.Run("Attachment", func(t *testing.T) {
+		m, token := newMessage("Weekly access report")
+		m.Kind = "report.scheduled"
+		m.Text = "The weekly access report is attached.\n"
+		m.Attachments = []notify.Attachment{{Name: "access-2026-W47.csv", ContentType: "text/csv; charset=utf-8; header=present", Data: csv}}
+		send(t, m)
+		arrived(t, m, token)
+	})
+
+	t.Run("Attachments", func(t *testing.T) {
+		m, token := newMessage("Monthly compliance pack")
+		m.Kind = "report.scheduled"
+		m.Text = "Five files are attached.\n"
+		m.HTML = "<p>Five files are <b>attached</b>.</p>"
+		every := make([]byte, 256*3) // every byte value: the data is opaque
+		for i := range every {
+			every[i] = byte(i)
+		}
+		m.Attachments = []notify.Attachment{
+			{Name: "access.csv", ContentType: "text/csv", Data: csv},
+			{Name: "summary.json", ContentType: "application/json", Data: []byte(`{"requests":3,"approved":2}` + "\n")},
+			{Name: "bytes.txt", ContentType: "text/plain", Data: every},
+			{Name: "EMPTY.TXT", ContentType: "text/plain; charset=us-ascii", Data: []byte{}},
+			{Name: "access_2026-11.v2.csv", ContentType: "Text/CSV; Charset=UTF-8", Data: []byte("a,b\r\n1,2\r\n")},
+		}
 		send(t, m)
 		arrived(t, m, token)
 	})
@@ -182,6 +246,50 @@ func Run(t *testing.T, n notify.Notifier, sent func(t *testing.T) []notify.Messa
 			{"slash in ref", func(m *notify.Message) { m.Ref = "a/b" }},
 			{"no time", func(m *notify.Message) { m.Time = time.Time{} }},
 			{"year 10000", func(m *notify.Message) { m.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+
+			{"too many attachments", func(m *notify.Message) {
+				for i := range notify.MaxAttachments + 1 {
+					m.Attachments = append(m.Attachments, csvAttachment(fmt.Sprintf("report-%d.csv", i)))
+				}
+			}},
+			{"attachment name with parent", attach("../report.csv", "text/csv")},
+			{"attachment name with slash", attach("reports/report.csv", "text/csv")},
+			{"attachment name with backslash", attach(`reports\report.csv`, "text/csv")},
+			{"attachment name absolute", attach("/etc/report.csv", "text/csv")},
+			{"attachment name with CRLF", attach("report\r\nBcc: evil@example.com.csv", "text/csv")},
+			{"attachment name with NUL", attach("report\x00.csv", "text/csv")},
+			{"attachment name with quote", attach(`report".csv`, "text/csv")},
+			{"attachment name not ASCII", attach("bericht-für-jörg.csv", "text/csv")},
+			{"attachment name encoded word", attach("=?utf-8?q?evil?=.csv", "text/csv")},
+			{"attachment name hidden", attach(".report.csv", "text/csv")},
+			{"attachment name only extension", attach(".csv", "text/csv")},
+			{"attachment name empty", attach("", "text/csv")},
+			{"attachment name too long", attach(strings.Repeat("r", notify.MaxAttachmentName-3)+".csv", "text/csv")},
+			{"attachment name wrong extension", attach("report.exe", "text/csv")},
+			{"attachment name extension of another type", attach("report.json", "text/csv")},
+			{"attachment names the same but case", func(m *notify.Message) {
+				m.Attachments = []notify.Attachment{csvAttachment("report.csv"), csvAttachment("Report.CSV")}
+			}},
+			{"attachment type html", attach("report.csv", "text/html")},
+			{"attachment type binary", attach("report.csv", "application/octet-stream")},
+			{"attachment type empty", attach("report.csv", "")},
+			{"attachment type with CRLF", attach("report.csv", "text/csv\r\nBcc: evil@example.com")},
+			{"attachment type unparsable", attach("report.csv", "text/csv; charset")},
+			{"attachment type other charset", attach("report.csv", "text/csv; charset=iso-8859-1")},
+			{"attachment type other parameter", attach("report.csv", "text/csv; name=evil.exe")},
+			{"attachment over 10 MB once base64", func(m *notify.Message) {
+				// Under the limit as bytes, over it as base64.
+				a := csvAttachment("big.csv")
+				a.Data = bytes.Repeat([]byte("a,b\r\n"), notify.MaxSize/5*3/4+1024)
+				m.Attachments = []notify.Attachment{a}
+			}},
+			{"attachments over 10 MB together", func(m *notify.Message) {
+				for i := range notify.MaxAttachments {
+					a := csvAttachment(fmt.Sprintf("part-%d.csv", i))
+					a.Data = bytes.Repeat([]byte{'x'}, notify.MaxSize/notify.MaxAttachments*3/4)
+					m.Attachments = append(m.Attachments, a)
+				}
+			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				m, token := newMessage("Invalid")
@@ -208,6 +316,43 @@ func Run(t *testing.T, n notify.Notifier, sent func(t *testing.T) []notify.Messa
 			t.Fatalf("a message sent with a cancelled context was sent %d times", len(got))
 		}
 	})
+}
+
+// csvAttachment returns a small valid CSV attachment named name.
+func csvAttachment(name string) notify.Attachment {
+	return notify.Attachment{Name: name, ContentType: "text/csv", Data: []byte("a,b\r\n1,2\r\n")}
+}
+
+// attach returns a change that attaches a CSV named name of type
+// contentType, after a valid attachment.
+func attach(name, contentType string) func(m *notify.Message) {
+	return func(m *notify.Message) {
+		a := csvAttachment(name)
+		a.ContentType = contentType
+		m.Attachments = []notify.Attachment{csvAttachment("ok.csv"), a}
+	}
+}
+
+// sameType reports whether two content types are the same media type with
+// the same parameters, as a transport may write them differently ("text/csv;
+// charset=utf-8" and "Text/CSV; Charset=utf-8").
+func sameType(a, b string) bool {
+	at, ap, err := mime.ParseMediaType(a)
+	if err != nil {
+		return false
+	}
+	bt, bp, err := mime.ParseMediaType(b)
+	return err == nil && at == bt && maps.EqualFunc(ap, bp, strings.EqualFold)
+}
+
+// firstDiff returns the index of the first byte where a and b differ.
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
 
 // addresses returns the addr-specs of list, sorted, so that recipients

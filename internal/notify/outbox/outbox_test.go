@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,11 +86,15 @@ func TestConformance(t *testing.T) {
 		}
 		return msgs
 	})
-	// The suite's bodies hold links; none may reach the log.
+	// The suite's bodies hold links, its attachments are CSV files; none
+	// may reach the log.
 	for _, rec := range logs.lines(t) {
 		line, _ := json.Marshal(rec)
 		if strings.Contains(string(line), "https://") {
 			t.Fatalf("log line holds a body: %s", line)
+		}
+		if strings.Contains(string(line), ".csv") || strings.Contains(string(line), "requester") {
+			t.Fatalf("log line holds an attachment: %s", line)
 		}
 	}
 }
@@ -313,5 +320,212 @@ func TestOpenRefusesAFile(t *testing.T) {
 	}
 	if _, err := outbox.Open(path, nil); err == nil {
 		t.Fatal("Open on a regular file succeeded")
+	}
+}
+
+func withAttachments(at time.Time) notify.Message {
+	m := message("Weekly access report", "REQ1", at)
+	m.Kind = "report.scheduled"
+	m.Attachments = []notify.Attachment{
+		{Name: "access-2026-W47.csv", ContentType: "text/csv; charset=utf-8; header=present",
+			Data: []byte("id,requester,decision\r\n01HZX3,alice,approved\r\n")},
+		{Name: "summary.json", ContentType: "application/json", Data: []byte(`{"requests":1}`)},
+	}
+	return m
+}
+
+// TestAttachmentFiles pins the layout a person reads: the message file
+// lists the attachments, whose files sit in the folder beside it.
+func TestAttachmentFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	o, logs := open(t, dir)
+	m := withAttachments(time.Date(2026, 11, 22, 9, 30, 15, 0, time.UTC))
+	if err := o.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	base := "20261122T093015.000000000Z-" + m.ID
+	var names []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{base, base + ".json"}; !slices.Equal(names, want) {
+		t.Fatalf("outbox holds %q, want %q", names, want)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, base)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("attachment folder mode = %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+	for _, a := range m.Attachments {
+		path := filepath.Join(dir, base, a.Name)
+		data, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(data, a.Data) {
+			t.Fatalf("%s holds %q (%v), want %q", path, data, err, a.Data)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s mode = %v (%v), want 0600", path, fi.Mode().Perm(), err)
+		}
+	}
+	// The message file names the attachments; their data is in the files.
+	data, err := os.ReadFile(filepath.Join(dir, base+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Attachments []map[string]any `json:"attachments"`
+	}
+	if err := json.Unmarshal(data, &file); err != nil {
+		t.Fatalf("message file: %v", err)
+	}
+	want := []map[string]any{
+		{"name": "access-2026-W47.csv", "contentType": "text/csv; charset=utf-8; header=present", "size": float64(len(m.Attachments[0].Data))},
+		{"name": "summary.json", "contentType": "application/json", "size": float64(len(m.Attachments[1].Data))},
+	}
+	if !reflect.DeepEqual(file.Attachments, want) {
+		t.Fatalf("message file lists attachments %v, want %v", file.Attachments, want)
+	}
+	// List reads them back, and GET /dev/outbox shows them as
+	// notify.Attachment marshals: name, content type, size and data.
+	msgs, err := o.List(context.Background(), "", 0)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("List = %d messages, %v", len(msgs), err)
+	}
+	got := msgs[0]
+	got.Time = m.Time
+	if !equal(got, m) {
+		t.Fatalf("List = %+v, want %+v", got, m)
+	}
+	served, _ := json.Marshal(map[string]any{"messages": msgs})
+	for _, s := range []string{`"name":"summary.json"`, `"contentType":"application/json"`, `"size":14`, `"data":"eyJyZXF1ZXN0cyI6MX0="`} {
+		if !bytes.Contains(served, []byte(s)) {
+			t.Errorf("GET /dev/outbox would serve %s, without %s", served, s)
+		}
+	}
+	// One log line, with the count of attachments but none of them.
+	lines := logs.lines(t)
+	if len(lines) != 1 || lines[0]["attachments"] != float64(2) {
+		t.Fatalf("log = %v, want one line with 2 attachments", lines)
+	}
+	raw, _ := json.Marshal(lines[0])
+	if bytes.Contains(raw, []byte("access-2026")) || bytes.Contains(raw, []byte("requester")) {
+		t.Fatalf("log line holds an attachment: %s", raw)
+	}
+}
+
+// A crash can leave a temporary folder, or an attachment folder whose
+// message file was never written: Open removes both, and keeps the rest.
+func TestOpenRemovesUnsentAttachments(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := open(t, dir)
+	sent := withAttachments(time.Now())
+	if err := o.Send(context.Background(), sent); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	unsent := "20261122T093015.000000000Z-01JDX9V7M3Q8K2ZB4W6Y5T0R1S"
+	for _, d := range []string{unsent, ".tmp-123"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, d, "half.csv"), []byte("a,"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "mine"), 0o700); err != nil { // not the outbox's
+		t.Fatal(err)
+	}
+	o, _ = open(t, dir)
+	var names []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 3 || slices.Contains(names, unsent) || slices.Contains(names, ".tmp-123") || !slices.Contains(names, "mine") {
+		t.Fatalf("outbox holds %q after Open, want the sent message, its folder and mine", names)
+	}
+	if msgs, err := o.List(context.Background(), "", 0); err != nil || len(msgs) != 1 || len(msgs[0].Attachments) != 2 {
+		t.Fatalf("List = %+v, %v; want the sent message with its attachments", msgs, err)
+	}
+}
+
+// A message whose attachments cannot be read back as written is skipped
+// with a warning, like any file that is not a message; a name in the file
+// never leads out of the message's folder.
+func TestListSkipsBrokenAttachments(t *testing.T) {
+	dir := t.TempDir()
+	o, logs := open(t, dir)
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var bases []string
+	for i := range 4 {
+		m := withAttachments(at.Add(time.Duration(i) * time.Minute))
+		m.Subject = fmt.Sprintf("m%d", i)
+		if err := o.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		bases = append(bases, m.Time.UTC().Format("20060102T150405.000000000Z")+"-"+m.ID)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.csv"), []byte("not for the outbox"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// m0: an attachment file removed; m1: one edited to another size;
+	// m2: its file names an attachment outside the folder.
+	if err := os.Remove(filepath.Join(dir, bases[0], "summary.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bases[1], "summary.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, bases[2]+".json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte(`"name": "summary.json"`), []byte(`"name": "../secret.csv"`), 1)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := o.List(context.Background(), "", 0)
+	if err != nil || len(msgs) != 1 || msgs[0].Subject != "m3" {
+		t.Fatalf("List = %+v, %v; want m3 only", msgs, err)
+	}
+	warnings := 0
+	for _, l := range logs.lines(t) {
+		if l["level"] == "WARN" {
+			warnings++
+			if raw, _ := json.Marshal(l); bytes.Contains(raw, []byte("summary")) || bytes.Contains(raw, []byte("secret")) {
+				t.Errorf("warning names an attachment: %s", raw)
+			}
+		}
+	}
+	if warnings != 3 {
+		t.Fatalf("%d warnings, want 3", warnings)
+	}
+}
+
+// When the message file cannot be written, the attachments written before
+// it are removed, and a retry sends the message whole.
+func TestAttachmentsOfFailedSend(t *testing.T) {
+	dir := t.TempDir()
+	o, _ := open(t, dir)
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	m := withAttachments(at)
+	base := "20261122T100000.000000000Z-" + m.ID
+	// A folder where the message file goes: the rename onto it fails.
+	if err := os.Mkdir(filepath.Join(dir, base+".json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Send(context.Background(), m); !errors.Is(err, escrow.ErrUnavailable) {
+		t.Fatalf("Send = %v, want ErrUnavailable", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, base)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("attachments of the failed Send remain: stat = %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, base+".json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Send(context.Background(), m); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	msgs, err := o.List(context.Background(), "", 0)
+	if err != nil || len(msgs) != 1 || len(msgs[0].Attachments) != 2 {
+		t.Fatalf("List after retry = %+v, %v", msgs, err)
 	}
 }

@@ -1,11 +1,14 @@
 // Package ses implements notify.Notifier with Amazon SES (API v2): each
-// message goes out as one SendEmail call with Simple content (UTF-8 text,
-// and HTML when set) from one verified sender, tagged with its kind and id
-// for the configuration set's event destinations.
+// message goes out as one SendEmail call from one verified sender, tagged
+// with its kind and id for the configuration set's event destinations. A
+// message without attachments is Simple content (UTF-8 text, and HTML when
+// set); one with attachments is Raw content, a MIME message this package
+// writes (see raw.go for its layout).
 //
-// It must never log or put a message body in an error (bodies hold approval
-// links), and never send a message notify.Validate refuses: the checks that
-// stop header injection run before anything reaches SES.
+// It must never log or put a message body or attachment in an error
+// (bodies hold approval links, attachments compliance reports), and never
+// send a message notify.Validate refuses: the checks that stop header
+// injection run before anything reaches SES.
 package ses
 
 import (
@@ -45,8 +48,12 @@ const charset = "UTF-8"
 type SES struct {
 	client           API
 	from             string
+	sender           *mail.Address // from, parsed
 	fromErr          error
 	configurationSet string
+	// boundary, if set, returns the MIME boundaries of raw messages (for
+	// known-answer tests); else they are random.
+	boundary func() string
 }
 
 var _ notify.Notifier = (*SES)(nil)
@@ -61,7 +68,7 @@ func New(client API, from string, configurationSet string) *SES {
 	if a, err := mail.ParseAddress(from); err != nil || strings.ContainsAny(from, "\r\n") {
 		s.fromErr = fmt.Errorf("ses: sender %q is not an email address", from)
 	} else {
-		s.from = formatAddress(a)
+		s.from, s.sender = formatAddress(a), a
 	}
 	return s
 }
@@ -80,35 +87,54 @@ func (s *SES) Send(ctx context.Context, m notify.Message) error {
 	if s.fromErr != nil {
 		return escrow.Wrap(escrow.CodeInternal, s.fromErr, "mail sender misconfigured")
 	}
-	in := s.input(m)
+	in, err := s.input(m)
+	if err != nil {
+		return escrow.Wrap(escrow.CodeInternal, err, "encode message")
+	}
 	if _, err := s.client.SendEmail(ctx, in); err != nil {
 		return convertError(fmt.Errorf("ses send email: %w", err))
 	}
 	return nil
 }
 
-func (s *SES) input(m notify.Message) *sesv2.SendEmailInput {
+// input returns the SendEmail call for m: Simple content without
+// attachments, Raw content with. Both carry the same sender, recipients,
+// kind and ref headers, tags and configuration set.
+func (s *SES) input(m notify.Message) (*sesv2.SendEmailInput, error) {
+	addrs := make([]*mail.Address, len(m.To))
 	to := make([]string, len(m.To))
 	for i, r := range m.To {
-		a, _ := mail.ParseAddress(r) // Validate parsed it already
-		to[i] = formatAddress(a)
+		addrs[i], _ = mail.ParseAddress(r) // Validate parsed it already
+		to[i] = formatAddress(addrs[i])
 	}
-	body := &types.Body{Text: &types.Content{Data: aws.String(m.Text), Charset: aws.String(charset)}}
-	if m.HTML != "" {
-		body.Html = &types.Content{Data: aws.String(m.HTML), Charset: aws.String(charset)}
-	}
-	headers := []types.MessageHeader{{Name: aws.String(HeaderKind), Value: aws.String(m.Kind)}}
-	if m.Ref != "" {
-		headers = append(headers, types.MessageHeader{Name: aws.String(HeaderRef), Value: aws.String(m.Ref)})
-	}
-	in := &sesv2.SendEmailInput{
-		FromEmailAddress: aws.String(s.from),
-		Destination:      &types.Destination{ToAddresses: to},
-		Content: &types.EmailContent{Simple: &types.Message{
+	var content *types.EmailContent
+	if len(m.Attachments) == 0 {
+		body := &types.Body{Text: &types.Content{Data: aws.String(m.Text), Charset: aws.String(charset)}}
+		if m.HTML != "" {
+			body.Html = &types.Content{Data: aws.String(m.HTML), Charset: aws.String(charset)}
+		}
+		headers := []types.MessageHeader{{Name: aws.String(HeaderKind), Value: aws.String(m.Kind)}}
+		if m.Ref != "" {
+			headers = append(headers, types.MessageHeader{Name: aws.String(HeaderRef), Value: aws.String(m.Ref)})
+		}
+		content = &types.EmailContent{Simple: &types.Message{
 			Subject: &types.Content{Data: aws.String(m.Subject), Charset: aws.String(charset)},
 			Body:    body,
 			Headers: headers,
-		}},
+		}}
+	} else {
+		raw, err := s.rawMessage(m, addrs)
+		if err != nil {
+			return nil, err
+		}
+		content = &types.EmailContent{Raw: &types.RawMessage{Data: raw}}
+	}
+	in := &sesv2.SendEmailInput{
+		FromEmailAddress: aws.String(s.from),
+		// For Raw content too: the envelope is exactly To, whatever
+		// the headers say.
+		Destination: &types.Destination{ToAddresses: to},
+		Content:     content,
 		EmailTags: []types.MessageTag{
 			// Tag values allow no '.', which kinds use ("approval.request").
 			{Name: aws.String(TagKind), Value: aws.String(strings.ReplaceAll(m.Kind, ".", "_"))},
@@ -118,7 +144,7 @@ func (s *SES) input(m notify.Message) *sesv2.SendEmailInput {
 	if s.configurationSet != "" {
 		in.ConfigurationSetName = aws.String(s.configurationSet)
 	}
-	return in
+	return in, nil
 }
 
 // formatAddress keeps a bare address bare and encodes a display name as
