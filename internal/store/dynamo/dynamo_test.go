@@ -136,3 +136,15 @@ func TestQLockKeyConformance(t *testing.T) {
 		return New(client, newTables(t, client))
 	})
 }
+
+// TestReportScheduleConformance runs the suite with the schedules' Query
+// capped at 7 items, so that the list's 30 schedules span pages and each
+// boundary between them is crossed; everything else goes to moto as
+// deployed. (Once, not twice: a table pair per subtest is most of the
+// time. TestReportScheduleListPages covers the deployed page size.)
+func TestReportScheduleConformance(t *testing.T) {
+	client, _ := newClient(t)
+	storetest.RunReportSchedules(t, func(t *testing.T) storetest.ReportScheduleBackend {
+		return New(&smallPages{API: client, limit: 7}, newTables(t, client))
+	})
+}

@@ -136,3 +136,19 @@ func classifyCancel(reasons []types.CancellationReason) escrow.Code {
 	}
 	return escrow.CodeInternal
 }
+
+// nothingToDelete reports whether err, from commit, is a transaction
+// cancelled because its item i, a Delete whose condition asked for
+// ReturnValuesOnConditionCheckFailure ALL_OLD, failed its condition with
+// no old item: DynamoDB returns the old item of a failed condition only if
+// there is one, so the item was missing (ErrNotFound) rather than changed
+// (ErrConflict). Errors that convertError did not make a conflict are left
+// alone.
+func nothingToDelete(err error, i int) bool {
+	var tce *types.TransactionCanceledException
+	if escrow.ErrorCode(err) != escrow.CodeConflict || !errors.As(err, &tce) || i >= len(tce.CancellationReasons) {
+		return false
+	}
+	r := tce.CancellationReasons[i]
+	return aws.ToString(r.Code) == "ConditionalCheckFailed" && len(r.Item) == 0
+}

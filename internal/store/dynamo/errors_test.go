@@ -186,6 +186,15 @@ func TestErrorMapping(t *testing.T) {
 		{"TransactWriteItems", func(st *Store) error {
 			return st.PutQLockKey(ctx, &escrow.QLockKey{Subject: "alice", PublicKey: []byte{1}, Revision: 4}, 3, rec())
 		}},
+		{"GetItem", func(st *Store) error { _, err := st.GetReportSchedule(ctx, "weekly"); return err }},
+		{"Query", func(st *Store) error { _, err := st.ListReportSchedules(ctx); return err }},
+		{"TransactWriteItems", func(st *Store) error {
+			return st.PutReportSchedule(ctx, &escrow.ReportSchedule{Name: "weekly", Revision: 1}, 0, rec())
+		}},
+		{"TransactWriteItems", func(st *Store) error {
+			return st.PutReportSchedule(ctx, &escrow.ReportSchedule{Name: "weekly", Revision: 3}, 2, rec())
+		}},
+		{"TransactWriteItems", func(st *Store) error { return st.DeleteReportSchedule(ctx, "weekly", 2, rec()) }},
 	}
 	for _, tc := range errorCases {
 		for _, op := range ops {
@@ -229,5 +238,47 @@ func TestULIDBounds(t *testing.T) {
 		if lo != tc.wantLo || hi != tc.wantHi || empty != tc.empty {
 			t.Errorf("%s: skBounds = %q, %q, %v; want %q, %q, %v", tc.name, lo, hi, empty, tc.wantLo, tc.wantHi, tc.empty)
 		}
+	}
+}
+
+// TestDeleteCancellation checks how DeleteReportSchedule reads a cancelled
+// transaction: its delete (item 0) asks for the old item on a failed
+// condition, so a failure without one is a missing schedule, and any other
+// conflict, including a reused audit ID (item 1), stays a conflict.
+func TestDeleteCancellation(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	old := map[string]types.AttributeValue{"pk": s(reportSchedPK), "sk": s("weekly"), "revision": n(3)}
+	withItem := func(e error) error {
+		e.(*types.TransactionCanceledException).CancellationReasons[0].Item = old
+		return e
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want escrow.Code
+	}{
+		{"no item", cancelled("ConditionalCheckFailed", "None"), escrow.CodeNotFound},
+		{"item at another revision", withItem(cancelled("ConditionalCheckFailed", "None")), escrow.CodeConflict},
+		{"audit ID taken", cancelled("None", "ConditionalCheckFailed"), escrow.CodeConflict},
+		{"both", cancelled("ConditionalCheckFailed", "ConditionalCheckFailed"), escrow.CodeNotFound},
+		{"racing transaction", cancelled("TransactionConflict", "None"), escrow.CodeConflict},
+		{"validation wins", cancelled("ConditionalCheckFailed", "ValidationError"), escrow.CodeInternal},
+		{"throttled", cancelled("None", "ThrottlingError"), escrow.CodeUnavailable},
+		{"condition failed, not in a transaction", &types.ConditionalCheckFailedException{}, escrow.CodeConflict},
+		{"no reasons", cancelled(), escrow.CodeInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := New(&failing{fail: "TransactWriteItems", err: sdkErr("TransactWriteItems", tc.err)}, Tables{Main: "m", Audit: "a"})
+			err := st.DeleteReportSchedule(ctx, "weekly", 2, escrow.NewAuditRecord(ctx, now, "report.schedule.delete", ""))
+			if got := escrow.ErrorCode(err); got != tc.want {
+				t.Fatalf("code %q, want %q (%v)", got, tc.want, err)
+			}
+			// One code each: a missing schedule must not also read as a
+			// conflict, nor the other way round.
+			if errors.Is(err, escrow.ErrNotFound) && errors.Is(err, escrow.ErrConflict) {
+				t.Errorf("%v is both not found and a conflict", err)
+			}
+		})
 	}
 }

@@ -16,8 +16,8 @@ import (
 
 // Tables names the two tables: Main holds secrets, versions, folders, path
 // reservations, the ACL index, checkout slots, requests, grants,
-// QuantumLock keys and configuration items; Audit holds the append-only
-// audit trail.
+// QuantumLock keys, report schedules and configuration items; Audit holds
+// the append-only audit trail.
 type Tables struct{ Main, Audit string }
 
 // API is the part of *dynamodb.Client the store uses. Keeping it narrow lets

@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/escrow-pam/escrow/internal/escrow"
 )
@@ -378,6 +380,149 @@ func TestQLockKeyRoundTrips(t *testing.T) {
 		}
 		if got := counter.n.Load(); got != tc.trips {
 			t.Errorf("GetQLockKeys(%d subjects) took %d round trips, want %d", len(tc.subjects), got, tc.trips)
+		}
+	}
+}
+
+// smallPages caps the Limit of every Query of the report schedules'
+// partition, and keeps those queries: a list of a few dozen schedules then
+// spans pages, as a list of a few thousand would as deployed.
+type smallPages struct {
+	API
+	limit   int32
+	mu      sync.Mutex
+	queries []*dynamodb.QueryInput
+}
+
+func (p *smallPages) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	if (&decoder{it: in.ExpressionAttributeValues}).str(":pk") == reportSchedPK {
+		c := *in
+		c.Limit = aws.Int32(p.limit)
+		in = &c
+		p.mu.Lock()
+		p.queries = append(p.queries, in)
+		p.mu.Unlock()
+	}
+	return p.API.Query(ctx, in, o...)
+}
+
+func testReportSched(name string, rev int64) *escrow.ReportSchedule {
+	return &escrow.ReportSchedule{Name: name, Report: "secret-access", Every: "daily", At: 6,
+		Recipients: []string{"audit@example.com"}, CreatedBy: "alice", CreatedAt: testNow, Revision: rev}
+}
+
+// TestReportScheduleWrites checks the shape of the report schedules'
+// transactions: the item in the schedules' one partition, conditional on
+// its key being new or on the revision (a delete also asking for the old
+// item, which tells a missing schedule from a changed one), and the audit
+// record beside it.
+func TestReportScheduleWrites(t *testing.T) {
+	client, _ := newClient(t)
+	tables := newTables(t, client)
+	rec := &recorder{API: client}
+	st := New(rec, tables)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	at := func(i int) time.Time { return testNow.Add(time.Duration(i) * time.Minute) }
+	if err := st.PutReportSchedule(ctx, testReportSched("daily", 1), 0, escrow.NewAuditRecord(ctx, at(0), "report.schedule.put", "")); err != nil {
+		t.Fatalf("PutReportSchedule(new): %v", err)
+	}
+	if err := st.PutReportSchedule(ctx, testReportSched("daily", 2), 1, escrow.NewAuditRecord(ctx, at(1), "report.schedule.put", "")); err != nil {
+		t.Fatalf("PutReportSchedule(update): %v", err)
+	}
+	if err := st.DeleteReportSchedule(ctx, "daily", 2, escrow.NewAuditRecord(ctx, at(2), "report.schedule.delete", "")); err != nil {
+		t.Fatalf("DeleteReportSchedule: %v", err)
+	}
+	if len(rec.puts) != 0 || len(rec.txns) != 3 {
+		t.Fatalf("got %d PutItem calls and %d transactions, want 0 and 3", len(rec.puts), len(rec.txns))
+	}
+	for i, cond := range []string{condNotExists, condRevision, condRevision} {
+		items := rec.txns[i].TransactItems
+		if len(items) != 2 || items[1].Put == nil {
+			t.Fatalf("transaction %d has %d items, want the schedule's and the audit put", i, len(items))
+		}
+		var table, gotCond string
+		var k item
+		if i < 2 {
+			p := items[0].Put
+			if p == nil {
+				t.Fatalf("transaction %d does not put the schedule", i)
+			}
+			table, gotCond, k = aws.ToString(p.TableName), aws.ToString(p.ConditionExpression), p.Item
+		} else {
+			d := items[0].Delete
+			if d == nil {
+				t.Fatalf("transaction %d does not delete the schedule", i)
+			}
+			table, gotCond, k = aws.ToString(d.TableName), aws.ToString(d.ConditionExpression), d.Key
+			if d.ReturnValuesOnConditionCheckFailure != types.ReturnValuesOnConditionCheckFailureAllOld {
+				t.Errorf("the delete asks for %q on a failed condition, want ALL_OLD", d.ReturnValuesOnConditionCheckFailure)
+			}
+		}
+		dec := decoder{it: k}
+		if table != tables.Main || dec.str("pk") != reportSchedPK || dec.str("sk") != "daily" {
+			t.Errorf("transaction %d writes the schedule at %s %s/%s", i, table, dec.str("pk"), dec.str("sk"))
+		}
+		if gotCond != cond {
+			t.Errorf("transaction %d: schedule condition %q, want %q", i, gotCond, cond)
+		}
+		audit := items[1].Put
+		if aws.ToString(audit.TableName) != tables.Audit || aws.ToString(audit.ConditionExpression) != condNotExists {
+			t.Errorf("transaction %d: second item goes to %s with condition %q, want the audit table with attribute_not_exists",
+				i, aws.ToString(audit.TableName), aws.ToString(audit.ConditionExpression))
+		}
+	}
+}
+
+// TestReportScheduleListPages checks that the list is one strongly
+// consistent Query of the base table per page, and follows the pages to
+// the end in name order: one round trip as deployed, five when a page
+// holds 7 of 30 schedules.
+func TestReportScheduleListPages(t *testing.T) {
+	client, counter := newClient(t)
+	tables := newTables(t, client)
+	st := New(client, tables)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	var want []string
+	for i := range 30 {
+		name := fmt.Sprintf("sched-%02d", (i*7)%30)
+		want = append(want, fmt.Sprintf("sched-%02d", i))
+		rec := escrow.NewAuditRecord(ctx, testNow.Add(time.Duration(i)*time.Millisecond), "report.schedule.put", "")
+		if err := st.PutReportSchedule(ctx, testReportSched(name, 1), 0, rec); err != nil {
+			t.Fatalf("PutReportSchedule(%s): %v", name, err)
+		}
+	}
+	names := func(rs []*escrow.ReportSchedule) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+
+	counter.n.Store(0)
+	got, err := st.ListReportSchedules(ctx)
+	if err != nil || !slices.Equal(names(got), want) {
+		t.Fatalf("ListReportSchedules = %q, %v; want %q", names(got), err, want)
+	}
+	if n := counter.n.Load(); n != 1 {
+		t.Errorf("ListReportSchedules of 30 took %d round trips, want 1", n)
+	}
+
+	small := &smallPages{API: client, limit: 7}
+	got, err = New(small, tables).ListReportSchedules(ctx)
+	if err != nil || !slices.Equal(names(got), want) {
+		t.Fatalf("ListReportSchedules(pages of 7) = %q, %v; want %q", names(got), err, want)
+	}
+	if len(small.queries) != 5 {
+		t.Errorf("ListReportSchedules(pages of 7) made %d queries, want 5", len(small.queries))
+	}
+	for i, q := range small.queries {
+		if q.IndexName != nil || !aws.ToBool(q.ConsistentRead) || aws.ToString(q.KeyConditionExpression) != "#pk = :pk" {
+			t.Errorf("query %d: index %q, consistent %v, key condition %q; want the base table's one partition, consistently",
+				i, aws.ToString(q.IndexName), aws.ToBool(q.ConsistentRead), aws.ToString(q.KeyConditionExpression))
+		}
+		if (i == 0) != (q.ExclusiveStartKey == nil) {
+			t.Errorf("query %d: start key %v", i, q.ExclusiveStartKey)
 		}
 	}
 }

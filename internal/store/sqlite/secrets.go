@@ -64,6 +64,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	if err := s.prepareQLockKeys(ctx); err != nil {
 		return err
 	}
+	if err := s.prepareReportSchedules(ctx); err != nil {
+		return err
+	}
 	return s.prepareAudit(ctx)
 }
 

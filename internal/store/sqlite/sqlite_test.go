@@ -114,6 +114,45 @@ func TestQLockKeyConformance(t *testing.T) {
 	})
 }
 
+func TestReportScheduleConformance(t *testing.T) {
+	storetest.RunReportSchedules(t, func(t *testing.T) storetest.ReportScheduleBackend {
+		s, _ := open(t)
+		return s
+	})
+	// The list reads the primary key in order: no scan of another index,
+	// no sort step. Writes find their row by the primary key.
+	t.Run("QueriesUseIndexes", func(t *testing.T) {
+		_, path := open(t)
+		db := rawDB(t, path)
+		for _, q := range []string{
+			"SELECT body FROM report_schedules ORDER BY name",
+			"SELECT body FROM report_schedules WHERE name = 'x'",
+			"UPDATE report_schedules SET revision = 2, body = '{}' WHERE name = 'x' AND revision = 1",
+			"DELETE FROM report_schedules WHERE name = 'x' AND revision = 1",
+		} {
+			rows, err := db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q)
+			if err != nil {
+				t.Fatalf("explain %s: %v", q, err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, notused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			for _, d := range plan {
+				if strings.Contains(d, "TEMP B-TREE") || strings.HasPrefix(d, "SCAN ") && strings.Contains(q, "WHERE") {
+					t.Errorf("%s\n  plan: %q", q, plan)
+				}
+			}
+		}
+	})
+}
+
 var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 func newRecord(i int) *escrow.AuditRecord {

@@ -30,10 +30,11 @@ import (
 )
 
 var (
-	_ escrow.Store         = (*Store)(nil)
-	_ escrow.AuditLog      = (*Store)(nil)
-	_ escrow.CheckoutStore = (*Store)(nil)
-	_ escrow.QLockKeyStore = (*Store)(nil)
+	_ escrow.Store               = (*Store)(nil)
+	_ escrow.AuditLog            = (*Store)(nil)
+	_ escrow.CheckoutStore       = (*Store)(nil)
+	_ escrow.QLockKeyStore       = (*Store)(nil)
+	_ escrow.ReportScheduleStore = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.
@@ -51,6 +52,7 @@ type Store struct {
 	tsys                                                 ticketStmts
 	co                                                   checkoutStmts
 	qlockKeys                                            *sql.Stmt
+	rsched                                               reportSchedStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -366,6 +368,15 @@ CREATE TABLE qlock_keys (
 	revision INTEGER NOT NULL,
 	body     BLOB NOT NULL
 );
+`, `
+-- 10: report schedules, each kept whole as JSON (body) beside the
+-- revision every write is conditional on. WITHOUT ROWID: rows are small,
+-- and the list reads them in name order straight off the primary key.
+CREATE TABLE report_schedules (
+	name     TEXT PRIMARY KEY,
+	revision INTEGER NOT NULL,
+	body     BLOB NOT NULL
+) WITHOUT ROWID;
 `}
 
 // migrate applies the migrations the database lacks, each in its own

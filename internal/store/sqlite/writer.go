@@ -48,6 +48,8 @@ type writeStmts struct {
 	putSetting, delSetting             *sql.Stmt
 	insCheckout, updCheckout           *sql.Stmt
 	insQLockKey, updQLockKey           *sql.Stmt
+	insReportSched, updReportSched     *sql.Stmt
+	delReportSched, hasReportSched     *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -129,6 +131,10 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 			WHERE secret_id = ? AND revision = ?`},
 		{&w.st.insQLockKey, "INSERT INTO qlock_keys (subject, revision, body) VALUES (?, ?, ?)"},
 		{&w.st.updQLockKey, "UPDATE qlock_keys SET revision = ?, body = ? WHERE subject = ? AND revision = ?"},
+		{&w.st.insReportSched, "INSERT INTO report_schedules (name, revision, body) VALUES (?, ?, ?)"},
+		{&w.st.updReportSched, "UPDATE report_schedules SET revision = ?, body = ? WHERE name = ? AND revision = ?"},
+		{&w.st.delReportSched, "DELETE FROM report_schedules WHERE name = ? AND revision = ?"},
+		{&w.st.hasReportSched, "SELECT 1 FROM report_schedules WHERE name = ?"},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

@@ -1,10 +1,11 @@
 // Package storetest is the one conformance suite for the store ports:
 // escrow.Store and escrow.AuditLog (Run), escrow.RequestStore
 // (RunRequests), escrow.TicketSystemStore (RunTicketSystems),
-// escrow.CheckoutStore (RunCheckouts) and escrow.QLockKeyStore
-// (RunQLockKeys). Every adapter (store/sqlite,
-// store/dynamo) calls each from its own tests, so that the embedded store
-// and the DynamoDB store are checked against the same promises.
+// escrow.CheckoutStore (RunCheckouts), escrow.QLockKeyStore
+// (RunQLockKeys) and escrow.ReportScheduleStore (RunReportSchedules).
+// Every adapter (store/sqlite, store/dynamo) calls each from its own
+// tests, so that the embedded store and the DynamoDB store are checked
+// against the same promises.
 //
 // The suite must test only what the port doc comments in internal/escrow
 // promise, never an adapter's internals (no SQL, no table layouts, no cursor
