@@ -14,7 +14,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: help run test fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction build-AuditStreamFunction
+.PHONY: help run test fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction build-AuditStreamFunction build-ReportsFunction
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ build-RotateFunction:
 
 build-AuditStreamFunction:
 	$(call sam_build,audit-stream)
+
+build-ReportsFunction:
+	$(call sam_build,reports)
 
 clean: ## remove build output, the test log and the lint tools
 	rm -rf bin .aws-sam .test.log .tools
