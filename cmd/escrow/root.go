@@ -157,6 +157,7 @@ Environment:
 		a.checkoutStatusCmd(),
 		a.rotationCmd(),
 		a.auditCmd(),
+		a.reportCmd(),
 		a.qlockCmd(),
 	)
 	return root

@@ -31,6 +31,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/keys/local"
 	"github.com/escrow-pam/escrow/internal/notify/outbox"
 	"github.com/escrow-pam/escrow/internal/qlock"
+	"github.com/escrow-pam/escrow/internal/report"
 	"github.com/escrow-pam/escrow/internal/rotate/targets"
 	"github.com/escrow-pam/escrow/internal/rotation"
 	"github.com/escrow-pam/escrow/internal/secrets"
@@ -194,7 +195,8 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Digests: digests, Auth: verifier, Logger: cfg.Logger, Dev: dev})
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Digests: digests, Auth: verifier, Logger: cfg.Logger, Dev: dev,
+		Reports: report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger})})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}

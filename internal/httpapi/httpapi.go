@@ -22,6 +22,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/auditfeed"
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/report"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/ticketing"
 )
@@ -42,8 +43,11 @@ type Config struct {
 	Checkout *checkout.Service
 	// Digests, if set, serves the signed audit digests and their keys.
 	Digests *auditfeed.Reader
+	// Reports, if set, serves compliance reports; without it they answer
+	// 503.
+	Reports *report.Service
 	Auth    Authenticator
-	Logger   *slog.Logger
+	Logger  *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
 	Dev http.Handler
 }
@@ -57,6 +61,7 @@ type api struct {
 	tickets  *ticketing.Service
 	checkout *checkout.Service
 	digests  *auditfeed.Reader
+	reports  *report.Service
 	auth     Authenticator
 	logger   *slog.Logger
 }
@@ -88,6 +93,8 @@ var routes = []route{
 	{"GET", "/v1/folders", true, (*api).getFolder},
 	{"PUT", "/v1/folders", true, (*api).setFolderACL},
 	{"GET", "/v1/audit", true, (*api).queryAudit},
+	{"GET", "/v1/reports", true, (*api).listReports},
+	{"GET", "/v1/reports/{name}", true, (*api).runReport},
 	{"GET", "/v1/audit/digests", true, (*api).listDigests},
 	{"GET", "/v1/audit/keys", true, (*api).digestKeys},
 	{"POST", "/v1/secrets/{id}/requests", true, (*api).createRequest},
@@ -116,7 +123,7 @@ var routes = []route{
 
 // New returns the API handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, digests: cfg.Digests, auth: cfg.Auth, logger: cfg.Logger}
+	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, digests: cfg.Digests, reports: cfg.Reports, auth: cfg.Auth, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
