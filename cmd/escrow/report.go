@@ -119,7 +119,7 @@ Only admins and auditors may run reports, and every run is itself audited
 	f.StringVar(&ticketN, "ticket", "", "the change or incident number (ticket)")
 	f.StringVar(&format, "format", "csv", "csv, json (an array) or jsonl (one object per line)")
 	f.StringVar(&out, "out", "", "write to FILE instead of stdout, with a row count on stderr (CSV)")
-	cmd.AddCommand(a.reportListCmd())
+	cmd.AddCommand(a.reportListCmd(), a.reportScheduleCmd())
 	return cmd
 }
 

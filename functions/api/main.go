@@ -29,6 +29,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/lambdaenv"
 	"github.com/escrow-pam/escrow/internal/notify/ses"
 	"github.com/escrow-pam/escrow/internal/report"
+	"github.com/escrow-pam/escrow/internal/reportsched"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
 	"github.com/escrow-pam/escrow/internal/ticket/adapters"
@@ -84,8 +85,11 @@ func run(ctx context.Context) error {
 	if arn := os.Getenv("CHECKOUT_STATE_MACHINE_ARN"); arn != "" {
 		cc.Workflow = sfn.New(awssfn.NewFromConfig(cfg), arn)
 	}
+	reports := report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: logger})
+	// Schedules are defined here; the reports function mails them.
+	schedules := reportsched.New(reportsched.Config{Reports: reports, Store: store, Audit: store, Logger: logger})
 	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: checkout.New(cc), Auth: verifier, Logger: logger,
-		Reports: report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: logger})})
+		Reports: reports, Schedules: schedules})
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
 	return nil
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/notify/outbox"
 	"github.com/escrow-pam/escrow/internal/qlock"
 	"github.com/escrow-pam/escrow/internal/report"
+	"github.com/escrow-pam/escrow/internal/reportsched"
 	"github.com/escrow-pam/escrow/internal/rotate/targets"
 	"github.com/escrow-pam/escrow/internal/rotation"
 	"github.com/escrow-pam/escrow/internal/secrets"
@@ -195,8 +196,10 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	reports := report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger})
+	schedules := reportsched.New(reportsched.Config{Reports: reports, Store: store, Audit: store, Notifier: box, Logger: cfg.Logger})
 	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Digests: digests, Auth: verifier, Logger: cfg.Logger, Dev: dev,
-		Reports: report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger})})
+		Reports: reports, Schedules: schedules})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
@@ -219,6 +222,7 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 		var wg sync.WaitGroup
 		wg.Go(func() { runCheckoutSweeper(sweepCtx, co, cfg.SweepInterval, cfg.Logger) })
 		wg.Go(func() { runAuditFeed(sweepCtx, store, feed, cfg.SweepInterval, cfg.Logger) })
+		wg.Go(func() { runScheduledReports(sweepCtx, schedules, cfg.SweepInterval, cfg.Logger) })
 		acc.RunSweeper(sweepCtx, cfg.SweepInterval)
 		wg.Wait()
 	}()
@@ -328,6 +332,23 @@ func runCheckoutSweeper(ctx context.Context, co *checkout.Service, every time.Du
 		case <-t.C:
 			if _, err := co.Sweep(ctx); err != nil && ctx.Err() == nil {
 				logger.WarnContext(ctx, "checkout sweep", "err", err)
+			}
+		}
+	}
+}
+
+// runScheduledReports is the -dev stand-in for the hourly reports
+// function: it mails (to the outbox) every schedule whose window ended.
+func runScheduledReports(ctx context.Context, svc *reportsched.Service, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(max(every, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := svc.RunDue(ctx); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, "scheduled reports", "err", err)
 			}
 		}
 	}

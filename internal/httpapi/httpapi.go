@@ -23,6 +23,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/report"
+	"github.com/escrow-pam/escrow/internal/reportsched"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/ticketing"
 )
@@ -46,8 +47,10 @@ type Config struct {
 	// Reports, if set, serves compliance reports; without it they answer
 	// 503.
 	Reports *report.Service
-	Auth    Authenticator
-	Logger  *slog.Logger
+	// Schedules, if set, lets admins define mailed report schedules.
+	Schedules *reportsched.Service
+	Auth      Authenticator
+	Logger    *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
 	Dev http.Handler
 }
@@ -56,14 +59,15 @@ type Config struct {
 const maxBody = 1 << 20
 
 type api struct {
-	svc      *secrets.Service
-	access   *access.Service
-	tickets  *ticketing.Service
-	checkout *checkout.Service
-	digests  *auditfeed.Reader
-	reports  *report.Service
-	auth     Authenticator
-	logger   *slog.Logger
+	svc       *secrets.Service
+	access    *access.Service
+	tickets   *ticketing.Service
+	checkout  *checkout.Service
+	digests   *auditfeed.Reader
+	reports   *report.Service
+	schedules *reportsched.Service
+	auth      Authenticator
+	logger    *slog.Logger
 }
 
 // route is one entry of the API; the table is also checked against the
@@ -95,6 +99,9 @@ var routes = []route{
 	{"GET", "/v1/audit", true, (*api).queryAudit},
 	{"GET", "/v1/reports", true, (*api).listReports},
 	{"GET", "/v1/reports/{name}", true, (*api).runReport},
+	{"GET", "/v1/report-schedules", true, (*api).listSchedules},
+	{"PUT", "/v1/report-schedules/{name}", true, (*api).putSchedule},
+	{"DELETE", "/v1/report-schedules/{name}", true, (*api).deleteSchedule},
 	{"GET", "/v1/audit/digests", true, (*api).listDigests},
 	{"GET", "/v1/audit/keys", true, (*api).digestKeys},
 	{"POST", "/v1/secrets/{id}/requests", true, (*api).createRequest},
@@ -123,7 +130,7 @@ var routes = []route{
 
 // New returns the API handler.
 func New(cfg Config) http.Handler {
-	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, digests: cfg.Digests, reports: cfg.Reports, auth: cfg.Auth, logger: cfg.Logger}
+	a := &api{svc: cfg.Secrets, access: cfg.Access, tickets: cfg.Tickets, checkout: cfg.Checkout, digests: cfg.Digests, reports: cfg.Reports, schedules: cfg.Schedules, auth: cfg.Auth, logger: cfg.Logger}
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
