@@ -188,8 +188,8 @@ func (s *Store) QueryAudit(ctx context.Context, q escrow.AuditQuery) (escrow.Aud
 		if err := rows.Scan(&raw); err != nil {
 			return escrow.AuditPage{}, mapReadErr("query audit", err)
 		}
-		rec := &escrow.AuditRecord{}
-		if err := json.Unmarshal(raw, rec); err != nil {
+		rec, err := decodeAudit(raw)
+		if err != nil {
 			return escrow.AuditPage{}, escrow.Wrap(escrow.CodeInternal, fmt.Errorf("decode audit record: %w", err), "corrupt audit record")
 		}
 		page.Records = append(page.Records, rec)
