@@ -1,7 +1,9 @@
 package auditfeed
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -73,6 +75,36 @@ func (r *Reader) PublicKeys(ctx context.Context) (auditlog.PublicKeys, error) {
 		return auditlog.PublicKeys{}, err
 	}
 	return r.keys, nil
+}
+
+// DigestsJSON is Digests in their one-line encodings, for the HTTP API.
+func (r *Reader) DigestsJSON(ctx context.Context, from, to time.Time) ([]json.RawMessage, error) {
+	ds, err := r.Digests(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, 0, len(ds))
+	for _, d := range ds {
+		b, err := d.Marshal()
+		if err != nil {
+			return nil, escrow.Wrap(escrow.CodeInternal, err, "encode digest")
+		}
+		out = append(out, bytes.TrimSpace(b))
+	}
+	return out, nil
+}
+
+// PublicKeysJSON is PublicKeys in its JSON encoding, for the HTTP API.
+func (r *Reader) PublicKeysJSON(ctx context.Context) (json.RawMessage, error) {
+	k, err := r.PublicKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := k.Marshal()
+	if err != nil {
+		return nil, escrow.Wrap(escrow.CodeInternal, err, "encode keys")
+	}
+	return bytes.TrimSpace(b), nil
 }
 
 func stamp(t time.Time) string {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/access"
-	"github.com/escrow-pam/escrow/internal/auditfeed"
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/report"
@@ -43,7 +42,7 @@ type Config struct {
 	// those routes answer 503.
 	Checkout *checkout.Service
 	// Digests, if set, serves the signed audit digests and their keys.
-	Digests *auditfeed.Reader
+	Digests Digests
 	// Reports, if set, serves compliance reports; without it they answer
 	// 503.
 	Reports *report.Service
@@ -63,7 +62,7 @@ type api struct {
 	access    *access.Service
 	tickets   *ticketing.Service
 	checkout  *checkout.Service
-	digests   *auditfeed.Reader
+	digests   Digests
 	reports   *report.Service
 	schedules *reportsched.Service
 	auth      Authenticator
