@@ -42,7 +42,16 @@ fuzz: ## each fuzz target for FUZZTIME (default 8s)
 	@for pkg in $(FUZZ_PKGS); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo ">> go test -run '^$$' -fuzz '^$$f$$' -fuzztime $(FUZZTIME) $$pkg"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1 | tail -n 3 || exit 1; \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg > .fuzz.log 2>&1; then \
+	      grep -v '^fuzz: elapsed' .fuzz.log | tail -n 40; \
+	      if [ -n "$$(git status --porcelain -- $$pkg/testdata/fuzz 2>/dev/null)" ]; then \
+	        echo "fuzz: $$f found a failing input: $$pkg/testdata/fuzz/$$f"; exit 1; \
+	      fi; \
+	      echo "fuzz: $$f stopped without a failing input (the engine's own hang detection); once more"; \
+	      $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg > .fuzz.log 2>&1 \
+	        || { grep -v '^fuzz: elapsed' .fuzz.log | tail -n 40; exit 1; }; \
+	    fi; \
+	    tail -n 2 .fuzz.log; \
 	  done; \
 	done
 
@@ -106,4 +115,4 @@ build-ReportsFunction:
 	$(call sam_build,reports)
 
 clean: ## remove build output, the test log and the lint tools
-	rm -rf bin .aws-sam .test.log .tools
+	rm -rf bin .aws-sam .test.log .fuzz.log .tools
