@@ -217,7 +217,7 @@ func (s *Service) lockSecret(ctx context.Context, id string, in QLockInput, rec 
 		members = append(members, r.Subject)
 	}
 	slices.Sort(members)
-	want, fields, err := s.expectedMembers(old, p, in)
+	want, fields, err := expectedMembers(old, p, in, members)
 	if err != nil {
 		return nil, err
 	}
@@ -271,8 +271,10 @@ func (s *Service) lockSecret(ctx context.Context, id string, in QLockInput, rec 
 }
 
 // expectedMembers is who a blob for the action must be locked to, sorted,
-// and the locked fields.
-func (s *Service) expectedMembers(old *escrow.Secret, p *escrow.Principal, in QLockInput) ([]string, []string, error) {
+// and the locked fields; blob is who the blob is locked to (sorted). A
+// first lock may name anyone, but must include its author: locking a
+// secret you cannot open yourself is almost always a mistake.
+func expectedMembers(old *escrow.Secret, p *escrow.Principal, in QLockInput, blob []string) ([]string, []string, error) {
 	q := old.QLock
 	if in.Action == QLockLock {
 		if q != nil {
@@ -283,7 +285,10 @@ func (s *Service) expectedMembers(old *escrow.Secret, p *escrow.Principal, in QL
 		if len(fields) == 0 || slices.Contains(fields, escrow.QLockField) || len(slices.Compact(slices.Clone(fields))) != len(fields) {
 			return nil, nil, escrow.Errorf(escrow.CodeInvalid, "name the fields to lock, once each (not %q)", escrow.QLockField)
 		}
-		return lockMembers(in), fields, s.membersOfLock(p, in)
+		if !slices.Contains(blob, p.Subject) {
+			return nil, nil, escrow.Errorf(escrow.CodeInvalid, "lock the secret to yourself too, or nobody who locked it could open it")
+		}
+		return blob, fields, nil
 	}
 	if q == nil {
 		return nil, nil, escrow.Errorf(escrow.CodeConflict, "%s is not QuantumLocked: lock it first", old.Path())
@@ -312,29 +317,6 @@ func (s *Service) expectedMembers(old *escrow.Secret, p *escrow.Principal, in QL
 	}
 	slices.Sort(want)
 	return want, q.Fields, nil
-}
-
-// membersOfLock checks a first lock includes its author: locking a secret
-// you cannot open yourself is almost always a mistake.
-func (s *Service) membersOfLock(p *escrow.Principal, in QLockInput) error {
-	infos, _, _, _ := qlockfmt.Recipients(in.Blob)
-	for _, r := range infos {
-		if r.Subject == p.Subject {
-			return nil
-		}
-	}
-	return escrow.Errorf(escrow.CodeInvalid, "lock the secret to yourself too, or nobody who locked it could open it")
-}
-
-// lockMembers returns the sorted members of a first lock's blob.
-func lockMembers(in QLockInput) []string {
-	infos, _, _, _ := qlockfmt.Recipients(in.Blob)
-	ms := make([]string, 0, len(infos))
-	for _, r := range infos {
-		ms = append(ms, r.Subject)
-	}
-	slices.Sort(ms)
-	return ms
 }
 
 // unlockedValue is the readable part of the next version: the client's for
