@@ -220,9 +220,13 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	go func() {
 		defer close(sweeping)
 		var wg sync.WaitGroup
-		wg.Go(func() { runCheckoutSweeper(sweepCtx, co, cfg.SweepInterval, cfg.Logger) })
+		wg.Go(func() {
+			every(sweepCtx, cfg.SweepInterval, "checkout sweep", cfg.Logger, func(ctx context.Context) error { _, err := co.Sweep(ctx); return err })
+		})
 		wg.Go(func() { runAuditFeed(sweepCtx, store, feed, cfg.SweepInterval, cfg.Logger) })
-		wg.Go(func() { runScheduledReports(sweepCtx, schedules, cfg.SweepInterval, cfg.Logger) })
+		wg.Go(func() {
+			every(sweepCtx, cfg.SweepInterval, "scheduled reports", cfg.Logger, func(ctx context.Context) error { _, err := schedules.RunDue(ctx); return err })
+		})
 		acc.RunSweeper(sweepCtx, cfg.SweepInterval)
 		wg.Wait()
 	}()
@@ -320,35 +324,18 @@ func devError(w http.ResponseWriter, status int, code, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-// runCheckoutSweeper is the checkout half of the scheduled sweeper: it
-// ends checkouts the workflow missed and restarts stuck rotations.
-func runCheckoutSweeper(ctx context.Context, co *checkout.Service, every time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(every)
+// every runs fn every interval until ctx ends, logging its failures: the
+// -dev stand-in for the scheduled functions (checkout sweeper, reports).
+func every(ctx context.Context, interval time.Duration, what string, logger *slog.Logger, fn func(context.Context) error) {
+	t := time.NewTicker(max(interval, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := co.Sweep(ctx); err != nil && ctx.Err() == nil {
-				logger.WarnContext(ctx, "checkout sweep", "err", err)
-			}
-		}
-	}
-}
-
-// runScheduledReports is the -dev stand-in for the hourly reports
-// function: it mails (to the outbox) every schedule whose window ended.
-func runScheduledReports(ctx context.Context, svc *reportsched.Service, every time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(max(every, time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := svc.RunDue(ctx); err != nil && ctx.Err() == nil {
-				logger.WarnContext(ctx, "scheduled reports", "err", err)
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				logger.WarnContext(ctx, what, "err", err)
 			}
 		}
 	}
