@@ -29,3 +29,56 @@ type DigestStore interface {
 	// digest it reads does not parse.
 	Range(ctx context.Context, from, to time.Time) ([]*SignedDigest, error)
 }
+
+// RangeOf is Range for a store that can read its i-th digest of n, in Seq
+// order (digests of one chain have periods in Seq order): it finds the
+// first digest that ends after from by binary search, then reads forward
+// until a digest starts at or after to. It reads about log2(n) digests
+// besides those it returns, plus one past the end; each at most once.
+func RangeOf(ctx context.Context, n int, read func(i int) (*SignedDigest, error), from, to time.Time) ([]*SignedDigest, error) {
+	cache := make(map[int]*SignedDigest)
+	load := func(i int) (*SignedDigest, error) {
+		if sd, ok := cache[i]; ok {
+			return sd, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sd, err := read(i)
+		if err != nil {
+			return nil, err
+		}
+		cache[i] = sd
+		return sd, nil
+	}
+	start, end := 0, n
+	if !from.IsZero() {
+		for start < end {
+			mid := int(uint(start+end) >> 1)
+			sd, err := load(mid)
+			if err != nil {
+				return nil, err
+			}
+			if sd.To.After(from) {
+				end = mid
+			} else {
+				start = mid + 1
+			}
+		}
+	}
+	var out []*SignedDigest
+	for i := start; i < n; i++ {
+		sd, err := load(i)
+		if err != nil {
+			return nil, err
+		}
+		if !to.IsZero() && !sd.From.Before(to) {
+			break
+		}
+		if from.IsZero() || sd.To.After(from) {
+			out = append(out, sd)
+		}
+		delete(cache, i)
+	}
+	return out, nil
+}

@@ -239,46 +239,5 @@ func (s *Store) Range(ctx context.Context, from, to time.Time) ([]*auditlog.Sign
 	if err != nil {
 		return nil, err
 	}
-	cache := make(map[int]*auditlog.SignedDigest)
-	load := func(i int) (*auditlog.SignedDigest, error) {
-		if sd, ok := cache[i]; ok {
-			return sd, nil
-		}
-		sd, err := s.read(ctx, seqs[i])
-		if err != nil {
-			return nil, err
-		}
-		cache[i] = sd
-		return sd, nil
-	}
-	start, end := 0, len(seqs)
-	if !from.IsZero() {
-		for start < end {
-			mid := int(uint(start+end) >> 1)
-			sd, err := load(mid)
-			if err != nil {
-				return nil, err
-			}
-			if sd.To.After(from) {
-				end = mid
-			} else {
-				start = mid + 1
-			}
-		}
-	}
-	var out []*auditlog.SignedDigest
-	for i := start; i < len(seqs); i++ {
-		sd, err := load(i)
-		if err != nil {
-			return nil, err
-		}
-		if !to.IsZero() && !sd.From.Before(to) {
-			break
-		}
-		if from.IsZero() || sd.To.After(from) {
-			out = append(out, sd)
-		}
-		delete(cache, i)
-	}
-	return out, nil
+	return auditlog.RangeOf(ctx, len(seqs), func(i int) (*auditlog.SignedDigest, error) { return s.read(ctx, seqs[i]) }, from, to)
 }
