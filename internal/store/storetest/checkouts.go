@@ -2,10 +2,8 @@ package storetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -359,40 +357,12 @@ func race(t *testing.T, b CheckoutBackend, ctx context.Context, c *clock, secret
 	t.Helper()
 	cos := make([]*escrow.Checkout, racers)
 	recs := make([]*escrow.AuditRecord, racers)
-	errs := make([]error, racers)
 	for i := range racers {
 		cos[i] = newCheckout(c, secretID, fmt.Sprintf("racer%d", i))
 		cos[i].Revision = prevRevision + 1
 		recs[i] = checkoutRecord(ctx, c, cos[i])
 	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range racers {
-		wg.Go(func() {
-			<-start
-			errs[i] = b.PutCheckout(ctx, cos[i], prevRevision, recs[i])
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	winner, conflicts := -1, 0
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Errorf("racers %d and %d both won", winner, i)
-		case err == nil:
-			winner = i
-		case errors.Is(err, escrow.ErrConflict):
-			conflicts++
-		default:
-			t.Errorf("racer %d: %v, want ErrConflict", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatalf("no racer won: %v", errs)
-	}
-	t.Logf("%d racers from revision %d: racer %d won, %d got ErrConflict", racers, prevRevision, winner, conflicts)
+	winner := raceOne(t, racers, prevRevision, func(i int) error { return b.PutCheckout(ctx, cos[i], prevRevision, recs[i]) })
 	checkJSON(t, "GetCheckout after the race", mustGetCheckout(t, b, ctx, secretID), cos[winner])
 	checkAudit(t, b, ctx, append(slices.Clone(before), recs[winner])...)
 }

@@ -1,7 +1,11 @@
 package storetest
 
 import (
+	"errors"
+	"sync"
 	"testing"
+
+	"github.com/escrow-pam/escrow/internal/escrow"
 )
 
 // maxPages bounds a paged read, so an adapter whose cursor never ends
@@ -49,4 +53,40 @@ func idsOf[T any](xs []T, id func(T) string) []string {
 		out[i] = id(x)
 	}
 	return out
+}
+
+// raceOne starts n writers at once, each calling put(i), and checks that
+// exactly one wins and every other gets ErrConflict: the conditional write
+// every store port promises. It returns the winner.
+func raceOne(t *testing.T, n int, prevRevision int64, put func(i int) error) int {
+	t.Helper()
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = put(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	winner, conflicts := -1, 0
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("racers %d and %d both won", winner, i)
+		case err == nil:
+			winner = i
+		case errors.Is(err, escrow.ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("racer %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no racer won: %v", errs)
+	}
+	t.Logf("%d racers from revision %d: racer %d won, %d got ErrConflict", n, prevRevision, winner, conflicts)
+	return winner
 }

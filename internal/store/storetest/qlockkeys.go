@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/escrow-pam/escrow/internal/escrow"
@@ -337,40 +335,12 @@ func qlockRace(t *testing.T, b QLockKeyBackend, ctx context.Context, c *clock, s
 	t.Helper()
 	keys := make([]*escrow.QLockKey, qlockRacers)
 	recs := make([]*escrow.AuditRecord, qlockRacers)
-	errs := make([]error, qlockRacers)
 	for i := range qlockRacers {
 		keys[i] = newQLockKey(c, subject)
 		keys[i].Revision = prevRevision + 1
 		recs[i] = qlockKeyRecord(ctx, c, keys[i])
 	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range qlockRacers {
-		wg.Go(func() {
-			<-start
-			errs[i] = b.PutQLockKey(ctx, keys[i], prevRevision, recs[i])
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	winner, conflicts := -1, 0
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Errorf("racers %d and %d both won", winner, i)
-		case err == nil:
-			winner = i
-		case errors.Is(err, escrow.ErrConflict):
-			conflicts++
-		default:
-			t.Errorf("racer %d: %v, want ErrConflict", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatalf("no racer won: %v", errs)
-	}
-	t.Logf("%d racers from revision %d: racer %d won, %d got ErrConflict", qlockRacers, prevRevision, winner, conflicts)
+	winner := raceOne(t, qlockRacers, prevRevision, func(i int) error { return b.PutQLockKey(ctx, keys[i], prevRevision, recs[i]) })
 	checkJSON(t, "key after the race", getQLockKey(t, b, ctx, subject), keys[winner])
 	checkAudit(t, b, ctx, append(slices.Clone(before), recs[winner])...)
 }

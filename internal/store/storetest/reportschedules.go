@@ -442,7 +442,6 @@ func reportSchedRace(t *testing.T, b ReportScheduleBackend, ctx context.Context,
 	t.Helper()
 	scheds := make([]*escrow.ReportSchedule, reportSchedRacers)
 	recs := make([]*escrow.AuditRecord, reportSchedRacers)
-	errs := make([]error, reportSchedRacers)
 	for i := range reportSchedRacers {
 		scheds[i] = newReportSched(t, c, name)
 		scheds[i].CreatedBy = fmt.Sprintf("racer%d", i)
@@ -450,34 +449,7 @@ func reportSchedRace(t *testing.T, b ReportScheduleBackend, ctx context.Context,
 		scheds[i].Revision = prevRevision + 1
 		recs[i] = reportSchedRecord(ctx, c, actReportSchedPut, name, scheds[i].Revision)
 	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range reportSchedRacers {
-		wg.Go(func() {
-			<-start
-			errs[i] = b.PutReportSchedule(ctx, scheds[i], prevRevision, recs[i])
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	winner, conflicts := -1, 0
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Errorf("racers %d and %d both won", winner, i)
-		case err == nil:
-			winner = i
-		case errors.Is(err, escrow.ErrConflict):
-			conflicts++
-		default:
-			t.Errorf("racer %d: %v, want ErrConflict", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatalf("no racer won: %v", errs)
-	}
-	t.Logf("%d racers from revision %d: racer %d won, %d got ErrConflict", reportSchedRacers, prevRevision, winner, conflicts)
+	winner := raceOne(t, reportSchedRacers, prevRevision, func(i int) error { return b.PutReportSchedule(ctx, scheds[i], prevRevision, recs[i]) })
 	checkJSON(t, "GetReportSchedule after the race", mustGetReportSched(t, b, ctx, name), scheds[winner])
 	checkAudit(t, b, ctx, append(slices.Clone(before), recs[winner])...)
 }
