@@ -76,7 +76,8 @@ $(ASL_VALIDATOR):
 	npm install --silent --no-audit --no-fund --prefix .tools asl-validator@$(ASL_VALIDATOR_VERSION)
 
 bench: ## Go benchmarks, then the loopback HTTP load run
-	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+	@# -p 1: one package's benchmarks at a time, so no figure shares the 2 cores.
+	$(GO) test -p 1 -run='^$$' -bench=. -benchmem $(PKGS)
 	@if [ -d cmd/escrow-load ]; then \
 	  echo '>> go run ./cmd/escrow-load'; $(GO) run ./cmd/escrow-load; \
 	else \
