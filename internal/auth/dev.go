@@ -13,9 +13,12 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -51,12 +54,24 @@ func DemoUsers() []DevUser {
 // DevIssuer is a minimal OIDC issuer for local development: it signs tokens
 // with an Ed25519 key kept in a file and serves its discovery document and
 // JWKS, so that the ordinary Verifier checks its tokens like any other.
+//
+// It also plays an authorization server for the Authorization Code flow with
+// PKCE (S256): GET /authorize shows a page that signs in as any of its users
+// at the press of a button, and POST /token exchanges the one-time code for
+// an ID token. It is safe for concurrent use.
 type DevIssuer struct {
 	key       jwk.Key // private, with kid and alg set
 	issuer    string
+	origin    *url.URL // scheme and host of issuer, where redirects may also go
 	audience  string
 	discovery []byte
 	jwks      []byte
+	clock     escrow.Clock
+
+	mu        sync.Mutex
+	users     []DevUser            // nil means DemoUsers
+	codes     map[string]*authCode // authorization codes, some perhaps expired
+	nextSweep time.Time            // when putCode next drops expired codes
 }
 
 // OpenDevIssuer loads the Ed25519 signing key at keyPath, creating it (mode
@@ -106,25 +121,82 @@ func OpenDevIssuer(keyPath, issuerURL, audience string) (*DevIssuer, error) {
 		return nil, fmt.Errorf("dev issuer: encode jwks: %w", err)
 	}
 	issuer := strings.TrimSuffix(issuerURL, "/")
+	iu, err := url.Parse(issuer)
+	if err != nil || (iu.Scheme != "http" && iu.Scheme != "https") || iu.Host == "" {
+		return nil, fmt.Errorf("dev issuer: issuer URL %q is not an absolute http(s) URL", issuerURL)
+	}
 	discovery, err := json.Marshal(map[string]any{
 		"issuer":                                issuer,
 		"jwks_uri":                              issuer + "/jwks.json",
+		"authorization_endpoint":                issuer + "/authorize",
+		"token_endpoint":                        issuer + "/token",
 		"id_token_signing_alg_values_supported": []string{"EdDSA"},
-		"response_types_supported":              []string{"id_token"},
+		"response_types_supported":              []string{"code", "id_token"},
+		"response_modes_supported":              []string{"query"},
+		"grant_types_supported":                 []string{"authorization_code"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"none"},
 		"subject_types_supported":               []string{"public"},
+		"scopes_supported":                      []string{"openid", "profile", "email"},
+		"prompt_values_supported":               []string{"none", "login"},
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti",
+			"auth_time", "nonce", "email", "name", "groups", "roles"},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &DevIssuer{key: key, issuer: issuer, audience: audience, discovery: discovery, jwks: jwks}, nil
+	return &DevIssuer{key: key, issuer: issuer, origin: &url.URL{Scheme: iu.Scheme, Host: iu.Host},
+		audience: audience, discovery: discovery, jwks: jwks, clock: escrow.SystemClock{}}, nil
+}
+
+// SetUsers replaces the identities the sign-in page offers (by default,
+// DemoUsers). Tokens minted with Mint are not limited to them. It returns an
+// error, changing nothing, if a user has no subject or two share one.
+func (d *DevIssuer) SetUsers(users []DevUser) error {
+	seen := make(map[string]bool, len(users))
+	cp := make([]DevUser, 0, len(users))
+	for _, u := range users {
+		if u.Subject == "" {
+			return errors.New("dev issuer: a user has no subject")
+		}
+		if seen[u.Subject] {
+			return fmt.Errorf("dev issuer: two users have subject %q", u.Subject)
+		}
+		seen[u.Subject] = true
+		u.Groups = slices.Clone(u.Groups)
+		u.Roles = slices.Clone(u.Roles)
+		cp = append(cp, u)
+	}
+	if len(cp) == 0 {
+		cp = nil
+	}
+	d.mu.Lock()
+	d.users = cp
+	d.mu.Unlock()
+	return nil
+}
+
+// userList returns the users the sign-in page offers.
+func (d *DevIssuer) userList() []DevUser {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.users == nil {
+		return DemoUsers()
+	}
+	return d.users // never modified in place: SetUsers replaces it
 }
 
 // Mint signs a token for u that expires after ttl.
 func (d *DevIssuer) Mint(u DevUser, ttl time.Duration) (token string, exp time.Time, err error) {
+	return d.mint(u, ttl, nil)
+}
+
+// mint signs a token for u that expires after ttl, with extra claims.
+func (d *DevIssuer) mint(u DevUser, ttl time.Duration, extra map[string]any) (token string, exp time.Time, err error) {
 	if u.Subject == "" || ttl <= 0 {
 		return "", time.Time{}, errors.New("dev issuer: need a subject and a positive ttl")
 	}
-	now := time.Now().Truncate(time.Second) // JWT times are whole seconds
+	now := d.clock.Now().Truncate(time.Second) // JWT times are whole seconds
 	exp = now.Add(ttl.Round(time.Second))
 	b := jwt.NewBuilder().
 		Issuer(d.issuer).
@@ -146,6 +218,9 @@ func (d *DevIssuer) Mint(u DevUser, ttl time.Duration) (token string, exp time.T
 	if len(u.Roles) > 0 {
 		b = b.Claim("roles", u.Roles)
 	}
+	for k, v := range extra {
+		b = b.Claim(k, v)
+	}
 	tok, err := b.Build()
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("dev issuer: build token: %w", err)
@@ -157,8 +232,13 @@ func (d *DevIssuer) Mint(u DevUser, ttl time.Duration) (token string, exp time.T
 	return string(signed), exp, nil
 }
 
-// Handler serves GET /.well-known/openid-configuration and GET /jwks.json,
-// relative to where it is mounted (strip the mount prefix).
+// Handler serves, relative to where it is mounted (strip the mount prefix):
+//
+//	GET  /.well-known/openid-configuration
+//	GET  /jwks.json
+//	GET  /authorize   the sign-in page
+//	POST /authorize   the page's form; redirects to the client with a code
+//	POST /token       exchanges a code (with its PKCE verifier) for an ID token
 func (d *DevIssuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	serve := func(body []byte) http.HandlerFunc {
@@ -170,6 +250,9 @@ func (d *DevIssuer) Handler() http.Handler {
 	}
 	mux.Handle("GET /.well-known/openid-configuration", serve(d.discovery))
 	mux.Handle("GET /jwks.json", serve(d.jwks))
+	mux.HandleFunc("GET /authorize", d.authorizePage)
+	mux.HandleFunc("POST /authorize", d.authorizeSubmit)
+	mux.HandleFunc("POST /token", d.token)
 	return mux
 }
 

@@ -157,15 +157,42 @@ func unauthenticated(cause error, msg string) error {
 // "wrong audience", ...), or escrow.ErrUnavailable when the issuer's keys
 // cannot be fetched.
 func (v *Verifier) Verify(ctx context.Context, token string) (*escrow.Principal, error) {
+	p, _, err := v.verify(ctx, token)
+	return p, err
+}
+
+// IDClaims are the claims of a verified token that an OpenID Connect
+// relying party checks beyond those Verify checks.
+type IDClaims struct {
+	Nonce string
+	// AuthTime is when the user authenticated ("auth_time"); zero if the
+	// token does not say.
+	AuthTime time.Time
+	// IssuedAt is "iat"; zero if absent.
+	IssuedAt time.Time
+	// Audience is "aud"; AuthorizedParty is "azp", empty if absent.
+	Audience        []string
+	AuthorizedParty string
+}
+
+// VerifyID checks token exactly as Verify does and also returns the claims
+// an ID token carries for its relying party. It returns the same errors as
+// Verify.
+func (v *Verifier) VerifyID(ctx context.Context, token string) (*escrow.Principal, IDClaims, error) {
+	return v.verify(ctx, token)
+}
+
+// verify is the one verification path of Verify and VerifyID.
+func (v *Verifier) verify(ctx context.Context, token string) (*escrow.Principal, IDClaims, error) {
 	if token == "" {
-		return nil, unauthenticated(nil, "missing token")
+		return nil, IDClaims{}, unauthenticated(nil, "missing token")
 	}
 	if len(token) > maxTokenBytes {
-		return nil, unauthenticated(nil, "token too large")
+		return nil, IDClaims{}, unauthenticated(nil, "token too large")
 	}
 	hdr, err := parseHeader(token)
 	if err != nil {
-		return nil, unauthenticated(err, "malformed token")
+		return nil, IDClaims{}, unauthenticated(err, "malformed token")
 	}
 	sum := sha256.Sum256([]byte(token))
 	now := v.clock.Now()
@@ -173,18 +200,18 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*escrow.Principal,
 	c, hit := v.cache[sum]
 	v.cacheMu.RUnlock()
 	if hit && now.Before(c.notAfter) && !now.Before(c.notBefore) {
-		return clonePrincipal(c.principal), nil
+		return clonePrincipal(c.principal), c.claims.clone(), nil
 	}
 	alg, ok := allowedAlgs[hdr.Alg]
 	if !ok {
-		return nil, unauthenticated(fmt.Errorf("alg %q", hdr.Alg), "unsupported token algorithm")
+		return nil, IDClaims{}, unauthenticated(fmt.Errorf("alg %q", hdr.Alg), "unsupported token algorithm")
 	}
 	key, err := v.key(ctx, hdr.Kid)
 	if err != nil {
-		return nil, err
+		return nil, IDClaims{}, err
 	}
 	if !key.allows(hdr.Alg) {
-		return nil, unauthenticated(fmt.Errorf("alg %q, key %s", hdr.Alg, key.desc), "token algorithm does not match its key")
+		return nil, IDClaims{}, unauthenticated(fmt.Errorf("alg %q, key %s", hdr.Alg, key.desc), "token algorithm does not match its key")
 	}
 	tok, err := jwt.ParseString(token,
 		jwt.WithKey(alg, key.raw),
@@ -195,11 +222,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*escrow.Principal,
 		jwt.WithClock(v.jwtClock),
 	)
 	if err != nil {
-		return nil, unauthenticated(err, reason(err))
+		return nil, IDClaims{}, unauthenticated(err, reason(err))
 	}
 	sub, _ := tok.Subject()
 	if sub == "" {
-		return nil, unauthenticated(nil, "token has no subject")
+		return nil, IDClaims{}, unauthenticated(nil, "token has no subject")
 	}
 	p := &escrow.Principal{
 		Subject: sub,
@@ -208,8 +235,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*escrow.Principal,
 		Groups:  stringsClaim(tok, v.groupsClaim),
 		Roles:   stringsClaim(tok, v.rolesClaim),
 	}
-	v.remember(sum, tok, p, now)
-	return clonePrincipal(p), nil
+	claims := IDClaims{
+		Nonce:           stringClaim(tok, "nonce"),
+		AuthTime:        timeClaim(tok, "auth_time"),
+		AuthorizedParty: stringClaim(tok, "azp"),
+	}
+	claims.IssuedAt, _ = tok.IssuedAt()
+	claims.Audience, _ = tok.Audience()
+	v.remember(sum, tok, p, claims, now)
+	return clonePrincipal(p), claims.clone(), nil
+}
+
+func (c IDClaims) clone() IDClaims {
+	c.Audience = slices.Clone(c.Audience)
+	return c
 }
 
 // clonePrincipal gives each caller its own copy of a cached principal.
@@ -230,17 +269,18 @@ const (
 
 type cachedToken struct {
 	principal           *escrow.Principal
+	claims              IDClaims
 	notBefore, notAfter time.Time
 }
 
 // remember caches a verified token until the earliest of its expiry (with
 // the same leeway the full check allows) and now+cacheTTL.
-func (v *Verifier) remember(sum [32]byte, tok jwt.Token, p *escrow.Principal, now time.Time) {
+func (v *Verifier) remember(sum [32]byte, tok jwt.Token, p *escrow.Principal, claims IDClaims, now time.Time) {
 	exp, ok := tok.Expiration()
 	if !ok {
 		return
 	}
-	c := cachedToken{principal: p, notAfter: exp.Add(v.leeway)}
+	c := cachedToken{principal: p, claims: claims, notAfter: exp.Add(v.leeway)}
 	if limit := now.Add(cacheTTL); limit.Before(c.notAfter) {
 		c.notAfter = limit
 	}
@@ -307,6 +347,39 @@ func stringClaim(tok jwt.Token, name string) string {
 	}
 	s, _ := v.(string)
 	return s
+}
+
+// maxUnixSeconds is the end of year 9999, past which a date is nonsense.
+const maxUnixSeconds = 253402300800
+
+// timeClaim reads a NumericDate claim (seconds since the epoch); zero if
+// it is absent or not a number.
+func timeClaim(tok jwt.Token, name string) time.Time {
+	var v any
+	if tok.Get(name, &v) != nil {
+		return time.Time{}
+	}
+	var sec float64
+	switch v := v.(type) {
+	case float64:
+		sec = v
+	case int64:
+		sec = float64(v)
+	case int:
+		sec = float64(v)
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil {
+			return time.Time{}
+		}
+		sec = f
+	default:
+		return time.Time{}
+	}
+	if !(sec > 0 && sec < maxUnixSeconds) { // also true for NaN
+		return time.Time{}
+	}
+	return time.Unix(int64(sec), 0).UTC()
 }
 
 // stringsClaim reads a claim that issuers send either as an array of
