@@ -148,3 +148,10 @@ func TestReportScheduleConformance(t *testing.T) {
 		return New(&smallPages{API: client, limit: 7}, newTables(t, client))
 	})
 }
+
+func TestSessionConformance(t *testing.T) {
+	client, _ := newClient(t)
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionBackend {
+		return New(client, newTables(t, client))
+	})
+}

@@ -241,10 +241,11 @@ func TestULIDBounds(t *testing.T) {
 	}
 }
 
-// TestDeleteCancellation checks how DeleteReportSchedule reads a cancelled
-// transaction: its delete (item 0) asks for the old item on a failed
-// condition, so a failure without one is a missing schedule, and any other
-// conflict, including a reused audit ID (item 1), stays a conflict.
+// TestDeleteCancellation checks how DeleteReportSchedule and DeleteSession
+// read a cancelled transaction: their delete (item 0) asks for the old
+// item on a failed condition, so a failure without one is a missing item,
+// and any other conflict, including a reused audit ID (item 1), stays a
+// conflict.
 func TestDeleteCancellation(t *testing.T) {
 	ctx := t.Context()
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -270,14 +271,26 @@ func TestDeleteCancellation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := New(&failing{fail: "TransactWriteItems", err: sdkErr("TransactWriteItems", tc.err)}, Tables{Main: "m", Audit: "a"})
-			err := st.DeleteReportSchedule(ctx, "weekly", 2, escrow.NewAuditRecord(ctx, now, "report.schedule.delete", ""))
-			if got := escrow.ErrorCode(err); got != tc.want {
-				t.Fatalf("code %q, want %q (%v)", got, tc.want, err)
-			}
-			// One code each: a missing schedule must not also read as a
-			// conflict, nor the other way round.
-			if errors.Is(err, escrow.ErrNotFound) && errors.Is(err, escrow.ErrConflict) {
-				t.Errorf("%v is both not found and a conflict", err)
+			for _, del := range []struct {
+				name string
+				run  func() error
+			}{
+				{"DeleteReportSchedule", func() error {
+					return st.DeleteReportSchedule(ctx, "weekly", 2, escrow.NewAuditRecord(ctx, now, "report.schedule.delete", ""))
+				}},
+				{"DeleteSession", func() error {
+					return st.DeleteSession(ctx, "00ff", escrow.NewAuditRecord(ctx, now, escrow.ActionSessionLogout, ""))
+				}},
+			} {
+				err := del.run()
+				if got := escrow.ErrorCode(err); got != tc.want {
+					t.Errorf("%s: code %q, want %q (%v)", del.name, got, tc.want, err)
+				}
+				// One code each: a missing item must not also read as a
+				// conflict, nor the other way round.
+				if errors.Is(err, escrow.ErrNotFound) && errors.Is(err, escrow.ErrConflict) {
+					t.Errorf("%s: %v is both not found and a conflict", del.name, err)
+				}
 			}
 		})
 	}

@@ -16,8 +16,8 @@ import (
 
 // Tables names the two tables: Main holds secrets, versions, folders, path
 // reservations, the ACL index, checkout slots, requests, grants,
-// QuantumLock keys, report schedules and configuration items; Audit holds
-// the append-only audit trail.
+// QuantumLock keys, report schedules, web console sessions and
+// configuration items; Audit holds the append-only audit trail.
 type Tables struct{ Main, Audit string }
 
 // API is the part of *dynamodb.Client the store uses. Keeping it narrow lets
@@ -68,6 +68,7 @@ func pageLimit(l int) int {
 // several of ours (name, path, action, time, type) are reserved words.
 const (
 	condNotExists = "attribute_not_exists(#pk)"
+	condExists    = "attribute_exists(#pk)"
 	condRevision  = "attribute_exists(#pk) AND #rev = :prev"
 	condOwnsPath  = "#sid = :id"
 )
@@ -102,7 +103,7 @@ func (x *txn) del(table string, k item, cond string, vals item) {
 // condNames returns the placeholders a condition above uses.
 func condNames(cond string) map[string]string {
 	switch cond {
-	case condNotExists:
+	case condNotExists, condExists:
 		return map[string]string{"#pk": "pk"}
 	case condRevision:
 		return map[string]string{"#pk": "pk", "#rev": "revision"}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -524,5 +525,82 @@ func TestReportScheduleListPages(t *testing.T) {
 		if (i == 0) != (q.ExclusiveStartKey == nil) {
 			t.Errorf("query %d: start key %v", i, q.ExclusiveStartKey)
 		}
+	}
+}
+
+// TestSessionWrites checks the shape of the sessions' transactions: the
+// item in its own partition, with the TTL attribute a day past Expires in
+// Unix seconds, put conditional on its key being new and deleted
+// conditional on its existing (asking for the old item, as nothingToDelete
+// needs), each with the audit record beside it; and that CreateTables,
+// run again, leaves the main table's TTL on, on that attribute.
+func TestSessionWrites(t *testing.T) {
+	client, _ := newClient(t)
+	tables := newTables(t, client)
+	rec := &recorder{API: client}
+	st := New(rec, tables)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	hash := strings.Repeat("ab", 32)
+	sess := &escrow.Session{IDHash: hash, Principal: escrow.Principal{Subject: "alice"},
+		AuthTime: testNow, Created: testNow, Expires: testNow.Add(8*time.Hour + 500*time.Millisecond)}
+	if err := st.CreateSession(ctx, sess, escrow.NewAuditRecord(ctx, testNow, escrow.ActionSessionLogin, "")); err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	if err := st.DeleteSession(ctx, hash, escrow.NewAuditRecord(ctx, testNow.Add(time.Minute), escrow.ActionSessionLogout, "")); err != nil {
+		t.Fatalf("DeleteSession: %v", err)
+	}
+	if len(rec.puts) != 0 || len(rec.txns) != 2 {
+		t.Fatalf("got %d PutItem calls and %d transactions, want 0 and 2", len(rec.puts), len(rec.txns))
+	}
+	for i, cond := range []string{condNotExists, condExists} {
+		items := rec.txns[i].TransactItems
+		if len(items) != 2 || items[1].Put == nil {
+			t.Fatalf("transaction %d has %d items, want the session's and the audit put", i, len(items))
+		}
+		var table, gotCond string
+		var k item
+		if i == 0 {
+			p := items[0].Put
+			if p == nil {
+				t.Fatal("the create does not put the session")
+			}
+			table, gotCond, k = aws.ToString(p.TableName), aws.ToString(p.ConditionExpression), p.Item
+			dec := decoder{it: p.Item}
+			if got, want := dec.num(ttlAttr), testNow.Add(32*time.Hour).Unix(); got != want || dec.err != nil {
+				t.Errorf("ttl = %d (%v), want %d: Expires plus a day, in whole seconds", got, dec.err, want)
+			}
+		} else {
+			d := items[0].Delete
+			if d == nil {
+				t.Fatal("the delete does not delete the session")
+			}
+			table, gotCond, k = aws.ToString(d.TableName), aws.ToString(d.ConditionExpression), d.Key
+			if d.ReturnValuesOnConditionCheckFailure != types.ReturnValuesOnConditionCheckFailureAllOld {
+				t.Errorf("the delete asks for %q on a failed condition, want ALL_OLD", d.ReturnValuesOnConditionCheckFailure)
+			}
+		}
+		dec := decoder{it: k}
+		if table != tables.Main || dec.str("pk") != sessionPrefix+hash || dec.str("sk") != sessionSK {
+			t.Errorf("transaction %d writes the session at %s %s/%s", i, table, dec.str("pk"), dec.str("sk"))
+		}
+		if gotCond != cond {
+			t.Errorf("transaction %d: session condition %q, want %q", i, gotCond, cond)
+		}
+		audit := items[1].Put
+		if aws.ToString(audit.TableName) != tables.Audit || aws.ToString(audit.ConditionExpression) != condNotExists {
+			t.Errorf("transaction %d: second item goes to %s with condition %q, want the audit table with attribute_not_exists",
+				i, aws.ToString(audit.TableName), aws.ToString(audit.ConditionExpression))
+		}
+	}
+
+	if err := CreateTables(t.Context(), client, tables); err != nil {
+		t.Fatalf("CreateTables (again): %v", err)
+	}
+	d, err := client.DescribeTimeToLive(t.Context(), &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(tables.Main)})
+	if err != nil {
+		t.Fatalf("DescribeTimeToLive: %v", err)
+	}
+	if ttl := d.TimeToLiveDescription; ttl == nil || ttl.TimeToLiveStatus != types.TimeToLiveStatusEnabled || aws.ToString(ttl.AttributeName) != ttlAttr {
+		t.Errorf("main table TTL = %+v, want enabled on %q", ttl, ttlAttr)
 	}
 }

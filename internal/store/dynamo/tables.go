@@ -12,9 +12,9 @@ import (
 )
 
 // CreateTables creates the main and audit tables with the schema that
-// template.yaml declares, and waits until both are ACTIVE. A table that
-// already exists is left as it is. It is for tests and local use: in AWS the
-// stack owns the tables.
+// template.yaml declares, waits until both are ACTIVE, and enables the main
+// table's TTL. A table that already exists keeps its schema. It is for
+// tests and local use: in AWS the stack owns the tables.
 func CreateTables(ctx context.Context, client *dynamodb.Client, tables Tables) error {
 	for _, in := range []*dynamodb.CreateTableInput{mainTable(tables.Main), auditTable(tables.Audit)} {
 		_, err := client.CreateTable(ctx, in)
@@ -30,6 +30,33 @@ func CreateTables(ctx context.Context, client *dynamodb.Client, tables Tables) e
 		if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
 			return fmt.Errorf("wait for table %s: %w", name, err)
 		}
+	}
+	return enableTTL(ctx, client, tables.Main)
+}
+
+// enableTTL turns on the main table's TTL on ttlAttr (sessions.go), as
+// template.yaml does. DynamoDB refuses to enable TTL that is already on
+// (ValidationException), so it asks first rather than reading error text.
+func enableTTL(ctx context.Context, client *dynamodb.Client, table string) error {
+	d, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describe time to live of %s: %w", table, err)
+	}
+	if ttl := d.TimeToLiveDescription; ttl != nil && aws.ToString(ttl.AttributeName) == ttlAttr {
+		switch ttl.TimeToLiveStatus {
+		case types.TimeToLiveStatusEnabled, types.TimeToLiveStatusEnabling:
+			return nil
+		}
+	}
+	_, err = client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName: aws.String(table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{
+			AttributeName: aws.String(ttlAttr),
+			Enabled:       aws.Bool(true),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("enable time to live of %s: %w", table, err)
 	}
 	return nil
 }

@@ -67,6 +67,9 @@ func (s *Store) prepareReads(ctx context.Context) error {
 	if err := s.prepareReportSchedules(ctx); err != nil {
 		return err
 	}
+	if err := s.prepareSessions(ctx); err != nil {
+		return err
+	}
 	return s.prepareAudit(ctx)
 }
 

@@ -153,6 +153,141 @@ func TestReportScheduleConformance(t *testing.T) {
 	})
 }
 
+func TestSessionConformance(t *testing.T) {
+	storetest.RunSessions(t, func(t *testing.T) storetest.SessionBackend {
+		s, _ := open(t)
+		return s
+	})
+	// Reads and deletes find their row by the primary key; the purge walks
+	// the expires index, oldest first, and deletes by rowid.
+	t.Run("QueriesUseIndexes", func(t *testing.T) {
+		_, path := open(t)
+		db := rawDB(t, path)
+		purge := strings.Replace(purgeSessionsSQL, "?", "5", 1)
+		for _, q := range []string{
+			"SELECT body FROM sessions WHERE id_hash = 'x'",
+			"DELETE FROM sessions WHERE id_hash = 'x'",
+			purge,
+		} {
+			plan := explain(t, db, q)
+			if strings.Contains(plan, "TEMP B-TREE") || strings.Contains(plan, "SCAN ") {
+				t.Errorf("%s\n  plan: %s", q, plan)
+			}
+		}
+		if plan := explain(t, db, purge); !strings.Contains(plan, "sessions_expires") {
+			t.Errorf("the purge does not use the expires index: %s", plan)
+		}
+	})
+}
+
+// TestSessionPurge checks that a login deletes the sessions that expired
+// more than a day before its audit record's time, up to a batch of them,
+// oldest first, and keeps the rest, however expired.
+func TestSessionPurge(t *testing.T) {
+	s, _ := open(t)
+	ctx := escrow.NewContext(t.Context(), &escrow.Principal{Subject: "alice"})
+	seq := 0
+	create := func(expires, now time.Time) *escrow.Session {
+		t.Helper()
+		seq++
+		sess := &escrow.Session{IDHash: fmt.Sprintf("%064x", seq), Principal: escrow.Principal{Subject: "alice"},
+			AuthTime: expires.Add(-time.Hour), Created: expires.Add(-time.Hour), Expires: expires}
+		rec := escrow.NewAuditRecord(ctx, now, escrow.ActionSessionLogin, "user:alice")
+		if err := s.CreateSession(ctx, sess, rec); err != nil {
+			t.Fatalf("CreateSession(%d): %v", seq, err)
+		}
+		return sess
+	}
+	exists := func(sess *escrow.Session) bool {
+		t.Helper()
+		_, err := s.GetSession(ctx, sess.IDHash)
+		if err != nil && !errors.Is(err, escrow.ErrNotFound) {
+			t.Fatalf("GetSession: %v", err)
+		}
+		return err == nil
+	}
+
+	// Written by logins a year back, whose purge touched none of them.
+	yearAgo := t0.AddDate(-1, 0, 0)
+	old := make([]*escrow.Session, sessionPurgeBatch+5)
+	for i := range old {
+		old[i] = create(t0.Add(-48*time.Hour-time.Duration(len(old)-i)*time.Minute), yearAgo)
+	}
+	recent := create(t0.Add(-23*time.Hour), yearAgo)
+	edge := create(t0.Add(-sessionGrace), yearAgo)
+
+	// A login at t0 purges one batch, oldest first; another, the rest.
+	create(t0.Add(8*time.Hour), t0)
+	for i, sess := range old {
+		if got, want := exists(sess), i >= sessionPurgeBatch; got != want {
+			t.Fatalf("after one login, old session %d exists: %v, want %v", i, got, want)
+		}
+	}
+	live := create(t0.Add(8*time.Hour), t0)
+	for i, sess := range old {
+		if exists(sess) {
+			t.Errorf("after two logins, old session %d is still there", i)
+		}
+	}
+	for name, sess := range map[string]*escrow.Session{"expired 23h ago": recent, "expired 24h ago": edge, "live": live} {
+		if !exists(sess) {
+			t.Errorf("the session %s was purged", name)
+		}
+	}
+}
+
+// TestSessionMigration upgrades a database that predates sessions: its
+// data stays, and sessions can be stored.
+func TestSessionMigration(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "escrow.db")
+	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "CREATE TABLE sessions") })
+	if before < 0 {
+		t.Fatal("no migration creates the sessions table")
+	}
+	db := rawDB(t, path)
+	for i, m := range migrations[:before] {
+		if _, err := db.ExecContext(ctx, m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
+		t.Fatal(err)
+	}
+	old := newRecord(0)
+	b, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO audit (id, actor, action, secret_id, record) VALUES (?, ?, ?, '', ?)",
+		old.ID, old.Actor.Subject, old.Action, b); err != nil {
+		t.Fatalf("insert old record: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open (migrating): %v", err)
+	}
+	defer s.Close()
+	sess := &escrow.Session{IDHash: strings.Repeat("0f", 32), Principal: escrow.Principal{Subject: "alice"},
+		AuthTime: t0, Created: t0, Expires: t0.Add(8 * time.Hour)}
+	login := newRecord(1)
+	if err := s.CreateSession(ctx, sess, login); err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	got, err := s.GetSession(ctx, sess.IDHash)
+	if err != nil || got.Principal.Subject != "alice" || !got.Expires.Equal(sess.Expires) {
+		t.Fatalf("GetSession after migration = %+v, %v", got, err)
+	}
+	all, err := s.QueryAudit(ctx, escrow.AuditQuery{})
+	if err != nil || len(all.Records) != 2 || all.Records[0].ID != login.ID || all.Records[1].ID != old.ID {
+		t.Errorf("QueryAudit after migration = %+v, %v; want the login and the old record", all.Records, err)
+	}
+}
+
 var t0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 
 func newRecord(i int) *escrow.AuditRecord {

@@ -35,6 +35,7 @@ var (
 	_ escrow.CheckoutStore       = (*Store)(nil)
 	_ escrow.QLockKeyStore       = (*Store)(nil)
 	_ escrow.ReportScheduleStore = (*Store)(nil)
+	_ escrow.SessionStore        = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.
@@ -53,6 +54,7 @@ type Store struct {
 	co                                                   checkoutStmts
 	qlockKeys                                            *sql.Stmt
 	rsched                                               reportSchedStmts
+	sess                                                 sessionStmts
 
 	closeOnce sync.Once
 	closeErr  error
@@ -377,6 +379,17 @@ CREATE TABLE report_schedules (
 	revision INTEGER NOT NULL,
 	body     BLOB NOT NULL
 ) WITHOUT ROWID;
+`, `
+-- 11: web console sessions, each kept whole as JSON (body), keyed by the
+-- hash of the cookie's ID. expires (Unix nanoseconds, clamped) is indexed
+-- for the purge each new session runs. A rowid table: the index then
+-- carries an 8-byte rowid rather than the 64-character hash.
+CREATE TABLE sessions (
+	id_hash TEXT PRIMARY KEY,
+	expires INTEGER NOT NULL,
+	body    BLOB NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions(expires);
 `}
 
 // migrate applies the migrations the database lacks, each in its own

@@ -50,6 +50,8 @@ type writeStmts struct {
 	insQLockKey, updQLockKey           *sql.Stmt
 	insReportSched, updReportSched     *sql.Stmt
 	delReportSched, hasReportSched     *sql.Stmt
+	insSession, delSession             *sql.Stmt
+	purgeSessions                      *sql.Stmt
 }
 
 // op is one write: a function run inside the writer's transaction.
@@ -135,6 +137,9 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.st.updReportSched, "UPDATE report_schedules SET revision = ?, body = ? WHERE name = ? AND revision = ?"},
 		{&w.st.delReportSched, "DELETE FROM report_schedules WHERE name = ? AND revision = ?"},
 		{&w.st.hasReportSched, "SELECT 1 FROM report_schedules WHERE name = ?"},
+		{&w.st.insSession, "INSERT INTO sessions (id_hash, expires, body) VALUES (?, ?, ?)"},
+		{&w.st.delSession, "DELETE FROM sessions WHERE id_hash = ?"},
+		{&w.st.purgeSessions, purgeSessionsSQL},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

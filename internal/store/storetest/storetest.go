@@ -2,7 +2,8 @@
 // escrow.Store and escrow.AuditLog (Run), escrow.RequestStore
 // (RunRequests), escrow.TicketSystemStore (RunTicketSystems),
 // escrow.CheckoutStore (RunCheckouts), escrow.QLockKeyStore
-// (RunQLockKeys) and escrow.ReportScheduleStore (RunReportSchedules).
+// (RunQLockKeys), escrow.ReportScheduleStore (RunReportSchedules) and
+// escrow.SessionStore (RunSessions).
 // Every adapter (store/sqlite, store/dynamo) calls each from its own
 // tests, so that the embedded store and the DynamoDB store are checked
 // against the same promises.
