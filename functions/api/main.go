@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,6 +36,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/store/dynamo"
 	"github.com/escrow-pam/escrow/internal/ticket/adapters"
 	"github.com/escrow-pam/escrow/internal/ticketing"
+	"github.com/escrow-pam/escrow/internal/web"
 	"github.com/escrow-pam/escrow/internal/workflow/sfn"
 )
 
@@ -88,14 +91,54 @@ func run(ctx context.Context) error {
 	reports := report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: logger})
 	// Schedules are defined here; the reports function mails them.
 	schedules := reportsched.New(reportsched.Config{Reports: reports, Store: store, Audit: store, Logger: logger})
-	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: checkout.New(cc), Auth: verifier, Logger: logger,
-		Reports: reports, Schedules: schedules})
+	co := checkout.New(cc)
+	console, err := newConsole(env, verifier, web.Config{Secrets: svc, Access: acc, Checkout: co, Reports: reports, Sessions: store, Logger: logger})
+	if err != nil {
+		return err
+	}
+	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Auth: verifier, Logger: logger,
+		Reports: reports, Schedules: schedules, Web: console})
 	lambda.Start(httpadapter.NewV2(h).ProxyWithContext) // never returns
 	return nil
 }
 
 // requireEnv returns the named environment variables, or an error naming
 // every one that is empty.
+// newConsole serves the web console at PUBLIC_URL (https), signing in with
+// the OIDC issuer as client OIDC_CLIENT_ID (default: the audience), with
+// OIDC_CLIENT_SECRET if the client is confidential. Without PUBLIC_URL there
+// is no console (nil).
+func newConsole(env map[string]string, verifier *auth.Verifier, cfg web.Config) (http.Handler, error) {
+	public := strings.TrimSuffix(os.Getenv("PUBLIC_URL"), "/")
+	if public == "" {
+		return nil, nil
+	}
+	client := os.Getenv("OIDC_CLIENT_ID")
+	if client == "" {
+		client = env["OIDC_AUDIENCE"]
+	}
+	if client != env["OIDC_AUDIENCE"] {
+		// ID tokens are issued to the console's client: check them for it.
+		var err error
+		if verifier, err = auth.NewVerifier(auth.VerifierConfig{Issuer: env["OIDC_ISSUER"], Audience: client,
+			JWKSURL: os.Getenv("OIDC_JWKS_URL"), Clock: escrow.SystemClock{},
+			GroupsClaim: os.Getenv("OIDC_GROUPS_CLAIM"), RolesClaim: os.Getenv("OIDC_ROLES_CLAIM")}); err != nil {
+			return nil, fmt.Errorf("web console verifier: %w", err)
+		}
+	}
+	rp, err := auth.NewRP(auth.RPConfig{Issuer: env["OIDC_ISSUER"], ClientID: client, ClientSecret: os.Getenv("OIDC_CLIENT_SECRET"),
+		RedirectURL: public + "/auth/callback", Verifier: verifier})
+	if err != nil {
+		return nil, fmt.Errorf("web console sign-in: %w", err)
+	}
+	cfg.Login, cfg.PublicURL = rp, public
+	h, err := web.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("web console: %w", err)
+	}
+	return h, nil
+}
+
 func requireEnv(names ...string) (map[string]string, error) {
 	env := make(map[string]string, len(names))
 	var missing []string

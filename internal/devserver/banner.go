@@ -14,6 +14,11 @@ func (s *Server) banner(cfg Config, seeded []seededSecret) {
 	w := cfg.Out
 	fmt.Fprintf(w, "\nEscrow dev server on %s  (data: %s)\n", s.URL, cfg.DataDir)
 	fmt.Fprintln(w, "DEV MODE: a demo OIDC issuer mints tokens for anyone; never expose this port.")
+	if s.web {
+		fmt.Fprintf(w, "\nWeb console: %s/  (sign in as any demo user on the dev sign-in page)\n", s.URL)
+	} else {
+		fmt.Fprintln(w, "\nWeb console: off (it needs https or a loopback address; listen on 127.0.0.1 to use it)")
+	}
 	fmt.Fprintln(w, "\nDemo users (tokens valid 12h; more: curl -s -X POST "+s.URL+"/dev/token -d '{\"user\":\"alice\"}'):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, u := range auth.DemoUsers() {

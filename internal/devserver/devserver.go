@@ -40,6 +40,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/tasks"
 	"github.com/escrow-pam/escrow/internal/ticket/adapters"
 	"github.com/escrow-pam/escrow/internal/ticketing"
+	"github.com/escrow-pam/escrow/internal/web"
 	localwf "github.com/escrow-pam/escrow/internal/workflow/local"
 	"github.com/escrow-pam/escrow/statemachines"
 )
@@ -83,6 +84,7 @@ type Server struct {
 	err    error
 	once   sync.Once
 	stop   context.CancelFunc // stops the sweeper
+	web    bool               // the web console is served
 }
 
 // Start opens the data directory, listens, seeds demo data if asked, and
@@ -198,8 +200,15 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	}
 	reports := report.New(report.Config{Store: store, Requests: store, Audit: store, Logger: cfg.Logger})
 	schedules := reportsched.New(reportsched.Config{Reports: reports, Store: store, Audit: store, Notifier: box, Logger: cfg.Logger})
+	console, err := newConsole(ln, base, issuerURL, verifier, web.Config{Secrets: svc, Access: acc, Checkout: co, Reports: reports,
+		Sessions: store, Logger: cfg.Logger})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s.web = console != nil
 	h := httpapi.New(httpapi.Config{Secrets: svc, Access: acc, Tickets: tix, Checkout: co, Digests: digests, Auth: verifier, Logger: cfg.Logger, Dev: dev,
-		Reports: reports, Schedules: schedules})
+		Reports: reports, Schedules: schedules, Web: console})
 	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
@@ -260,6 +269,28 @@ func start(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	s.banner(cfg, seeded)
 	cfg.Logger.InfoContext(ctx, "escrow dev server listening", "url", base, "data", cfg.DataDir)
 	return s, nil
+}
+
+// newConsole makes the web console, signing in through the dev issuer
+// with Authorization Code and PKCE like any OIDC provider. Its cookie may
+// drop Secure only on loopback; on another address over plain http the
+// console is off (nil), since a Secure cookie would never come back.
+func newConsole(ln net.Listener, base, issuerURL string, verifier *auth.Verifier, cfg web.Config) (http.Handler, error) {
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !addr.IP.IsLoopback() {
+		cfg.Logger.Warn("web console off: -dev serves plain http, and only loopback may use a cookie that is not Secure", "addr", ln.Addr().String())
+		return nil, nil
+	}
+	rp, err := auth.NewRP(auth.RPConfig{Issuer: issuerURL, ClientID: Audience, RedirectURL: base + "/auth/callback", Verifier: verifier})
+	if err != nil {
+		return nil, fmt.Errorf("web console sign-in: %w", err)
+	}
+	cfg.Login, cfg.PublicURL, cfg.Insecure = rp, base, true
+	h, err := web.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("web console: %w", err)
+	}
+	return h, nil
 }
 
 // Token mints a token for the demo user sub.

@@ -222,3 +222,21 @@ func TestCommentRule(t *testing.T) {
 		t.Fatal("an over-long comment accepted")
 	}
 }
+
+func TestApprovalStepUp(t *testing.T) {
+	rule := func(d time.Duration) *Policy {
+		return &Policy{Approval: &ApprovalRule{For: []AccessKind{AccessView}, Steps: []ApprovalStep{{Approvers: []string{"group:a"}, Quorum: 1}},
+			PendingTimeout: Duration(time.Hour), MaxDuration: Duration(time.Hour), StepUp: Duration(d)}}
+	}
+	for d, ok := range map[time.Duration]bool{0: true, time.Minute: true, 24 * time.Hour: true, 59 * time.Second: false, 25 * time.Hour: false, -time.Minute: false} {
+		if err := rule(d).Validate(); (err == nil) != ok {
+			t.Errorf("stepUp %s: err = %v, want ok=%v", d, err, ok)
+		}
+	}
+	if got := rule(0).Approval.StepUpAge(); got != DefaultStepUp {
+		t.Errorf("unset stepUp = %s, want %s", got, DefaultStepUp)
+	}
+	if got := rule(5 * time.Minute).Approval.StepUpAge(); got != 5*time.Minute {
+		t.Errorf("stepUp 5m = %s", got)
+	}
+}

@@ -65,6 +65,21 @@ type ApprovalRule struct {
 	// maintenance window booked in advance).
 	AllowFutureStart bool       `json:"allowFutureStart"`
 	ClockStarts      ClockStart `json:"clockStarts"`
+	// StepUp is how recent an approver's sign-in must be for a decision
+	// in the web console (step-up authentication); 0 means
+	// DefaultStepUp. An older session is sent to sign in again.
+	StepUp Duration `json:"stepUp,omitempty"`
+}
+
+// DefaultStepUp is the step-up age of a rule that sets none.
+const DefaultStepUp = 15 * time.Minute
+
+// StepUpAge returns how recent a decider's sign-in must be under r.
+func (r *ApprovalRule) StepUpAge() time.Duration {
+	if r == nil || r.StepUp <= 0 {
+		return DefaultStepUp
+	}
+	return r.StepUp.D()
 }
 
 // Requires reports whether access of kind k needs approval under r.
@@ -226,6 +241,9 @@ func (p *Policy) Validate() error {
 		}
 		if a.MaxDuration.D() <= 0 || a.MaxDuration.D() > 90*24*time.Hour {
 			return Errorf(CodeInvalid, "approval.maxDuration must be between 1s and 90 days")
+		}
+		if a.StepUp != 0 && (a.StepUp.D() < time.Minute || a.StepUp.D() > 24*time.Hour) {
+			return Errorf(CodeInvalid, "approval.stepUp must be between 1m and 24h (or unset for %s)", DefaultStepUp)
 		}
 		switch a.ClockStarts {
 		case "", ClockAtApproval, ClockAtStart:

@@ -52,6 +52,10 @@ type Config struct {
 	Logger    *slog.Logger
 	// Dev, if not nil, is mounted at /dev/ (only `escrow server -dev` sets it).
 	Dev http.Handler
+	// Web, if not nil, is the web console (package web), mounted at / for
+	// every path the API does not own (/v1/, /healthz, /openapi.json,
+	// /dev/).
+	Web http.Handler
 }
 
 // maxBody caps every request body; values are at most 64 KiB.
@@ -140,11 +144,32 @@ func New(cfg Config) http.Handler {
 	if cfg.Dev != nil {
 		mux.Handle("/dev/", cfg.Dev)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := a.requestContext(r)
 		w.Header().Set("X-Request-Id", escrow.RequestInfoFrom(ctx).RequestID)
 		writeError(w, r.WithContext(ctx), escrow.Errorf(escrow.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
+	mux.Handle("/v1/", notFound)
+	if cfg.Web == nil {
+		mux.Handle("/", notFound)
+		return mux
+	}
+	// The console's use cases audit with the same request id, source ip and
+	// user agent as the API's.
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx := a.requestContext(r)
+		ri := escrow.RequestInfoFrom(ctx)
+		w.Header().Set("X-Request-Id", ri.RequestID)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		cfg.Web.ServeHTTP(sw, r.WithContext(ctx))
+		lvl := slog.LevelDebug
+		if sw.status >= 500 {
+			lvl = slog.LevelError
+		}
+		a.logger.Log(ctx, lvl, "web request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"ms", float64(time.Since(start).Microseconds())/1000, "requestId", ri.RequestID)
+	}))
 	return mux
 }
 

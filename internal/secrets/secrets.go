@@ -187,3 +187,15 @@ func (s *Service) seal(ctx context.Context, id string, version int, value escrow
 func (s *Service) RecordAuthFailure(ctx context.Context, target string, err error) error {
 	return s.fail(ctx, s.record(ctx, escrow.ActionAuthFailed, target), err)
 }
+
+// PermissionOn returns what the caller holds on sec (as Get returned it),
+// without an audit record of its own: the web console asks it to offer
+// only the actions the caller may take. It authorizes nothing; every action
+// still checks for itself.
+func (s *Service) PermissionOn(ctx context.Context, sec *escrow.Secret) (escrow.Permission, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return escrow.PermNone, err
+	}
+	return s.permission(ctx, p, sec)
+}
