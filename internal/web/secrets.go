@@ -99,6 +99,9 @@ func crumbs(folder string) []crumb {
 	return out
 }
 
+// option is one choice of a select.
+type option struct{ Value, Label string }
+
 // field is one field of a revealed value.
 type field struct{ Name, Value string }
 
@@ -125,7 +128,7 @@ type secretData struct {
 	RevealNeeds  string // why there is no reveal button
 	CanRequest   bool
 	RequestKinds []escrow.AccessKind
-	Durations    []string
+	Durations    []option
 	AllowFuture  bool
 	CanCheckout  bool
 	CanExtend    bool
@@ -221,14 +224,13 @@ func (c *console) decideActions(d *secretData, pol *escrow.Policy, me string, no
 		}
 		d.CanRequest = len(d.RequestKinds) > 0
 		d.AllowFuture = a.AllowFutureStart
+		most := a.MaxDuration.D()
 		for _, dur := range []time.Duration{15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 24 * time.Hour} {
-			if dur <= a.MaxDuration.D() {
-				d.Durations = append(d.Durations, dur.String())
+			if dur < most {
+				d.Durations = append(d.Durations, option{Value: dur.String(), Label: humanDuration(dur)})
 			}
 		}
-		if len(d.Durations) == 0 || a.MaxDuration.D() < 24*time.Hour && !slices.Contains(d.Durations, a.MaxDuration.D().String()) {
-			d.Durations = append(d.Durations, a.MaxDuration.D().String())
-		}
+		d.Durations = append(d.Durations, option{Value: most.String(), Label: humanDuration(most) + " (the most allowed)"})
 	}
 	if c.cfg.Checkout != nil && pol.Checkout != nil && canView && d.S.QLock == nil {
 		busy := d.Checkout.Open()
