@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -150,7 +151,8 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 
 	rt := lambdatest.NewRuntime(t)
 	env := append(lambdaEnv(rt, m.Endpoint, iss.url),
-		"TABLE_NAME="+tables.Main, "AUDIT_TABLE_NAME="+tables.Audit, "KMS_KEY_ID="+*key.KeyMetadata.Arn)
+		"TABLE_NAME="+tables.Main, "AUDIT_TABLE_NAME="+tables.Audit, "KMS_KEY_ID="+*key.KeyMetadata.Arn,
+		"PUBLIC_URL="+consoleURL)
 	vars := map[string]string{"{{TOKEN}}": token, "{{FORGED_TOKEN}}": forged, "{{ISSUER}}": iss.url, "{{CANARY}}": canary}
 
 	// Queue the first event before the process exists, as Lambda does for a
@@ -204,6 +206,31 @@ func TestBootstrapServesAPIGatewayEvents(t *testing.T) {
 			t.Errorf("%s: body = %s, want error code unauthenticated with a message and request id", name, resp.Body)
 		}
 		assertNoCanary(t, name+" response", resp.Body)
+	}
+
+	// The web console, on the same function: a page sends an anonymous
+	// browser to sign in, and sign-in sends it to the issuer with PKCE and
+	// a Secure, HttpOnly login cookie, to come back to PUBLIC_URL.
+	resp = call(t, rt, fn, fixture(t, "console-home.json", vars))
+	if loc := resp.Headers["Location"]; resp.StatusCode != http.StatusSeeOther || loc != "/login?next=%2F" {
+		t.Errorf("console home: %d to %q, want 303 to /login?next=%%2F", resp.StatusCode, loc)
+	}
+	resp = call(t, rt, fn, fixture(t, "console-login.json", vars))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("console login: %d, want 303; body %s", resp.StatusCode, resp.Body)
+	}
+	loc, err := url.Parse(resp.Headers["Location"])
+	if err != nil || !strings.HasPrefix(loc.String(), iss.url+"/authorize?") {
+		t.Fatalf("login redirects to %q, want the issuer's authorize endpoint", resp.Headers["Location"])
+	}
+	q := loc.Query()
+	if q.Get("redirect_uri") != consoleURL+"/auth/callback" || q.Get("code_challenge_method") != "S256" ||
+		q.Get("code_challenge") == "" || q.Get("client_id") != audience {
+		t.Errorf("authorize parameters = %v", q)
+	}
+	cookies := strings.Join(resp.Cookies, "\n")
+	if !strings.Contains(cookies, "escrow-login=") || !strings.Contains(cookies, "Secure") || !strings.Contains(cookies, "HttpOnly") {
+		t.Errorf("login cookie = %q, want escrow-login, Secure and HttpOnly", cookies)
 	}
 
 	// An event the adapter cannot turn into a request is a function error,
@@ -292,6 +319,9 @@ func fileSize(t testing.TB, path string) int64 {
 
 // lambdaEnv is the environment Lambda gives the function, with AWS pointed
 // at endpoint, plus the api's OIDC settings.
+// consoleURL is the console's public URL in the function's tests.
+const consoleURL = "https://escrow.example.test"
+
 func lambdaEnv(rt *lambdatest.Runtime, endpoint, issuer string) []string {
 	return append(rt.Env(),
 		"AWS_ENDPOINT_URL="+endpoint,
