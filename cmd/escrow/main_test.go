@@ -22,6 +22,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/escrow-pam/escrow/internal/devserver"
+	"github.com/escrow-pam/escrow/internal/ticket/snowtest"
 )
 
 // TestMain lets the test binary act as the escrow command inside scripts.
@@ -73,7 +74,7 @@ func setupServer(env *testscript.Env) error {
 		}
 		logf.Close()
 	})
-	snow := newServiceNow("escrow", "snow-canary-pw")
+	snow := snowtest.New("escrow", "snow-canary-pw")
 	env.Defer(snow.Close)
 	env.Setenv("SNOW_URL", snow.URL)
 	env.Setenv("ESCROW_SERVER", srv.URL)

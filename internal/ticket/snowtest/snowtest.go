@@ -1,4 +1,18 @@
-package main
+// Package snowtest is a ServiceNow-shaped Table API server for tests: the
+// CLI's testscripts and the browser test validate change tickets against
+// it as they would against a real instance.
+//
+// It knows two change requests:
+//
+//   - CHG0012345, state Implement, group engineering, "Orders DB index
+//     migration", assigned to alice, planned from an hour ago to 8 hours on;
+//   - CHG0099999, state Closed, group approvers, "Old change".
+//
+// Work notes written back are kept, and GET /test/notes (which is not
+// ServiceNow's) returns them as {"notes": ["<path>: <text>", ...]}.
+//
+// It must never be imported by non-test code.
+package snowtest
 
 import (
 	"crypto/sha256"
@@ -11,19 +25,19 @@ import (
 	"time"
 )
 
-// snowTicket is one ticket the ServiceNow-shaped test server knows.
-type snowTicket struct {
+// ticket is one ticket the server knows.
+type ticket struct {
 	number, state, summary, assignee, email, group, ci string
 	start, end                                         time.Time
 }
 
-// newServiceNow serves the Table API as ServiceNow documents it
+// New serves the Table API as ServiceNow documents it
 // (sysparm_display_value=all: every field a {display_value, value} pair,
-// dates in UTC "2006-01-02 15:04:05"), for the ticket testscripts. It
-// refuses requests without the expected basic credentials.
-func newServiceNow(user, password string) *httptest.Server {
+// dates in UTC "2006-01-02 15:04:05"). It refuses requests without the
+// expected basic credentials. The caller closes it.
+func New(user, password string) *httptest.Server {
 	now := time.Now().UTC()
-	tickets := map[string]snowTicket{
+	tickets := map[string]ticket{
 		"CHG0012345": {"CHG0012345", "Implement", "Orders DB index migration", "Alice Smith", "alice@example.com", "engineering", "orders-db", now.Add(-time.Hour), now.Add(8 * time.Hour)},
 		"CHG0099999": {"CHG0099999", "Closed", "Old change", "Bob Jones", "bob@example.com", "approvers", "orders-db", now.Add(-72 * time.Hour), now.Add(-48 * time.Hour)},
 	}
@@ -35,10 +49,10 @@ func newServiceNow(user, password string) *httptest.Server {
 		return field(v, v)
 	}
 	var mu sync.Mutex
-	var notes []string // work notes written back, for the scripts to read
+	var notes []string // work notes written back, for the tests to read
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Path == "/test/notes" { // not ServiceNow: the scripts' window into what was written
+		if r.URL.Path == "/test/notes" { // not ServiceNow: the tests' window into what was written
 			mu.Lock()
 			json.NewEncoder(w).Encode(map[string]any{"notes": notes})
 			mu.Unlock()
@@ -89,7 +103,8 @@ func newServiceNow(user, password string) *httptest.Server {
 	}))
 }
 
-// sysID is a ServiceNow-shaped sys_id (32 hex digits) for a number.
+// sysID is the ServiceNow-shaped sys_id (32 hex digits) the server gives a
+// ticket number: a PATCH answers with CHG0012345's whatever its path.
 func sysID(number string) string {
 	sum := sha256.Sum256([]byte(number))
 	return hex.EncodeToString(sum[:16])
