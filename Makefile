@@ -14,17 +14,17 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD := CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-.PHONY: help run test fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction build-AuditStreamFunction build-ReportsFunction
+.PHONY: help run test e2e e2e-deps fuzz lint bench build clean build-ApiFunction build-TasksFunction build-SweeperFunction build-RotateFunction build-AuditStreamFunction build-ReportsFunction
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 run: ## escrow server -dev on 127.0.0.1:8080 with demo users, secrets and tokens
 	$(GO) run ./cmd/escrow server -dev
 
 # The -v log goes to .test.log; the screen shows each top-level test's
 # result (so the moto-backed tests are seen to run) and each package's.
-test: lint ## lint, then the whole suite with -race (moto-backed tests included)
+test: lint e2e-deps ## lint, then the whole suite with -race (moto-backed and browser tests included)
 	@echo '>> go test -race -count=1 -timeout 20m $(PKGS)'
 	@status=0; \
 	$(GO) test -race -count=1 -timeout 20m -v $(PKGS) 2>&1 | tee .test.log \
@@ -33,6 +33,17 @@ test: lint ## lint, then the whole suite with -race (moto-backed tests included)
 	  echo '>> tests failed; the last 100 lines of .test.log:'; tail -n 100 .test.log; exit "$$status"; \
 	fi
 	@$(MAKE) --no-print-directory fuzz
+
+# The browser test (e2e/e2e_test.go) drives Debian's chromium with the
+# playwright-core that e2e/package-lock.json pins; npm ci installs exactly
+# that, once.
+E2E_DEPS := e2e/node_modules/playwright-core
+e2e-deps: $(E2E_DEPS) ## install the browser test's pinned playwright-core (e2e/node_modules)
+$(E2E_DEPS):
+	npm ci --silent --no-audit --no-fund --prefix e2e
+
+e2e: e2e-deps ## only the browser test of the web console (screenshots in artifacts/e2e)
+	$(GO) test -count=1 -v -run TestConsoleInBrowser ./e2e/
 
 # Every fuzz target of the decoders of untrusted input, for a short,
 # bounded time each (the seed corpora also run in the plain test above).
@@ -115,5 +126,5 @@ build-AuditStreamFunction:
 build-ReportsFunction:
 	$(call sam_build,reports)
 
-clean: ## remove build output, the test log and the lint tools
-	rm -rf bin .aws-sam .test.log .fuzz.log .tools
+clean: ## remove build output, the test logs and artifacts, the lint and browser-test tools
+	rm -rf bin .aws-sam .test.log .fuzz.log .tools artifacts e2e/node_modules
