@@ -16,6 +16,7 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/auth"
+	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/keys/local"
 	"github.com/escrow-pam/escrow/internal/secrets"
@@ -86,8 +87,9 @@ func newStack(t *testing.T) *stack {
 	}
 	svc := secrets.New(secrets.Config{Store: store, Audit: store, Keys: keys, Grants: store, Checkouts: store, QLockKeys: store})
 	acc := access.New(access.Config{Store: store, Requests: store, Audit: store})
+	co := checkout.New(checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: keys, Grants: store})
 	clock := &shiftClock{}
-	h, err := web.New(web.Config{Secrets: svc, Access: acc, Sessions: store, Login: rp, PublicURL: srv.URL, Insecure: true, Clock: clock})
+	h, err := web.New(web.Config{Secrets: svc, Access: acc, Checkout: co, Sessions: store, Login: rp, PublicURL: srv.URL, Insecure: true, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +136,28 @@ func (s *stack) seed(password string) (gated, open string) {
 		t.Fatal(err)
 	}
 	return g.ID, o.ID
+}
+
+// seedCheckout makes /glass/db: engineering may view; one holder at a
+// time for 15 minutes, extendable once, with a reason of 10 characters.
+func (s *stack) seedCheckout(password string) string {
+	t := s.t
+	ctx := as(admin)
+	if _, err := s.secrets.SetFolderACL(ctx, "/glass", []escrow.ACE{{Principal: "group:engineering", Permission: escrow.PermView}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.secrets.SetFolderPolicy(ctx, "/glass", &escrow.Policy{
+		Checkout: &escrow.CheckoutRule{Required: true, Interval: escrow.Duration(15 * time.Minute), MaxExtensions: 1},
+		Comment:  escrow.CommentRule{Mode: escrow.CommentRequired, Prompt: "Why?", MinLength: 10},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := s.secrets.Create(ctx, secrets.CreateInput{Name: "db", Folder: "/glass", Type: escrow.TypePassword,
+		Value: escrow.SecretValue{"username": "glass", "password": password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sec.ID
 }
 
 // browser is one user's cookie jar against the stack.

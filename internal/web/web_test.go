@@ -438,3 +438,55 @@ func TestEmptyStatesAndNotFound(t *testing.T) {
 		t.Fatalf("carol (no auditor role) on /audit: %d\n%s", p.status, p.body)
 	}
 }
+
+func TestCheckoutExtendCheckin(t *testing.T) {
+	s := newStack(t)
+	id := s.seedCheckout(canary)
+	alice, carol := s.browser("alice"), s.browser("carol")
+	p := alice.signIn("/secrets/" + id)
+	if strings.Contains(p.body, `data-testid="reveal-button"`) || !strings.Contains(p.body, "Check out for 15 min") || strings.Contains(p.body, canary) {
+		t.Fatalf("a checkout-only secret's page before checkout:\n%s", p.body)
+	}
+	back := "/secrets/" + id
+	short := alice.post(back+"/checkout", url.Values{"csrf": {alice.csrf(p)}, "comment": {"fix"}, "back": {back}})
+	if short.status != http.StatusBadRequest || !strings.Contains(short.body, "at least 10 characters") || strings.Contains(short.body, canary) {
+		t.Fatalf("checkout with a short reason: %d\n%s", short.status, short.body)
+	}
+	got := alice.post(back+"/checkout", url.Values{"csrf": {alice.csrf(p)}, "comment": {"restore the orders replica"}, "back": {back}})
+	if got.status != http.StatusOK || !strings.Contains(got.body, canary) || !strings.Contains(got.body, "Checked out to you until") {
+		t.Fatalf("checkout: %d\n%s", got.status, got.body)
+	}
+	held := alice.get(back)
+	if strings.Contains(held.body, canary) || !strings.Contains(held.body, "You hold the checkout") || !strings.Contains(held.body, "/extend") {
+		t.Fatalf("the holder's page after leaving the value:\n%s", held.body)
+	}
+	// carol sees who holds it and gets no checkout button.
+	cp := carol.signIn(back)
+	if !strings.Contains(cp.body, "Checked out by alice") || strings.Contains(cp.body, "Check out for") {
+		t.Fatalf("carol's page while alice holds it:\n%s", cp.body)
+	}
+	if r := carol.post(back+"/checkout", url.Values{"csrf": {carol.csrf(cp)}, "comment": {"I need it too, now"}}); r.status != http.StatusConflict || strings.Contains(r.body, canary) {
+		t.Fatalf("carol's checkout while alice holds it: %d", r.status)
+	}
+	ext := alice.post(back+"/extend", url.Values{"csrf": {alice.csrf(held)}})
+	if ext.status != http.StatusSeeOther || !strings.Contains(ext.location, "done=extended") {
+		t.Fatalf("extend: %d %s", ext.status, ext.location)
+	}
+	if again := alice.follow(ext); strings.Contains(again.body, "/extend") || !strings.Contains(again.body, "extended 1 of 1 times") {
+		t.Fatalf("after the one allowed extension:\n%s", again.body)
+	}
+	in := alice.post(back+"/checkin", url.Values{"csrf": {alice.csrf(held)}})
+	if in.status != http.StatusSeeOther || !strings.Contains(in.location, "done=checkedin") {
+		t.Fatalf("check in: %d %s", in.status, in.location)
+	}
+	for _, action := range []string{escrow.ActionCheckout, escrow.ActionCheckoutExtend, escrow.ActionCheckin} {
+		recs := s.records(action)
+		ok := false
+		for _, r := range recs {
+			ok = ok || (r.Actor.Subject == "alice" && r.Outcome == escrow.OutcomeSuccess)
+		}
+		if !ok {
+			t.Errorf("no successful %s record by alice: %+v", action, recs)
+		}
+	}
+}
