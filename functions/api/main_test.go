@@ -296,8 +296,10 @@ func coldStart(b *testing.B, bin, issuer string, event []byte) time.Duration {
 	rt := lambdatest.NewRuntime(b)
 	defer rt.Close()
 	// Nothing listens on port 9: an AWS call at start-up would fail loudly.
+	// With the console (templates parsed at start), as a deployment with a
+	// PublicURL runs.
 	env := append(lambdaEnv(rt, "http://127.0.0.1:9", issuer),
-		"TABLE_NAME=t", "AUDIT_TABLE_NAME=a", "KMS_KEY_ID=k")
+		"TABLE_NAME=t", "AUDIT_TABLE_NAME=a", "KMS_KEY_ID=k", "PUBLIC_URL="+consoleURL)
 	id := rt.Enqueue(b, event)
 	fn := lambdatest.Start(b, bin, env)
 	defer fn.Kill()

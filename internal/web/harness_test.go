@@ -47,7 +47,7 @@ func (c *shiftClock) set(d time.Duration) {
 // issuer over HTTP with Authorization Code and PKCE, all on one loopback
 // server as in -dev.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	url     string
 	store   *sqlite.Store
 	secrets *secrets.Service
@@ -55,7 +55,7 @@ type stack struct {
 	clock   *shiftClock
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -162,7 +162,7 @@ func (s *stack) seedCheckout(password string) string {
 
 // browser is one user's cookie jar against the stack.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	s    *stack
 	c    *http.Client
 	user string
