@@ -125,6 +125,9 @@ type reportsData struct {
 }
 
 func (c *console) reportsPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	if !s.Principal.IsAdmin() && !s.Principal.HasRole(escrow.RoleAuditor) {
+		return escrow.Errorf(escrow.CodeForbidden, "reports are for auditors and admins")
+	}
 	c.render(w, r, http.StatusOK, "reports", s, &view{Title: "Reports", Nav: "reports",
 		Data: &reportsData{Reports: report.Catalog(), Available: c.cfg.Reports != nil}})
 	return nil

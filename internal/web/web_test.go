@@ -437,6 +437,12 @@ func TestEmptyStatesAndNotFound(t *testing.T) {
 	if p := b.get("/audit"); p.status != http.StatusForbidden {
 		t.Fatalf("carol (no auditor role) on /audit: %d\n%s", p.status, p.body)
 	}
+	if p := b.get("/reports"); p.status != http.StatusForbidden || !strings.Contains(p.body, "reports are for auditors and admins") {
+		t.Fatalf("carol (no auditor role) on /reports: %d\n%s", p.status, p.body)
+	}
+	if strings.Contains(b.get("/secrets").body, `href="/audit"`) {
+		t.Error("carol's menu offers the audit pages")
+	}
 }
 
 func TestCheckoutExtendCheckin(t *testing.T) {
