@@ -3,7 +3,7 @@
 //
 // It decodes requests strictly, authenticates bearer tokens, calls the use
 // cases and maps escrow error codes to HTTP statuses in exactly one place
-// (statusOf). It must never return an internal error's text to a client, and
+// (StatusOf). It must never return an internal error's text to a client, and
 // never log a request or response body.
 package httpapi
 
@@ -242,8 +242,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// statusOf is the one mapping from error codes to HTTP statuses.
-func statusOf(code escrow.Code) int {
+// StatusOf is the one mapping from error codes to HTTP statuses (the web
+// console answers with it too).
+func StatusOf(code escrow.Code) int {
 	switch code {
 	case escrow.CodeInvalid:
 		return http.StatusBadRequest
@@ -278,7 +279,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if b.Error.Code == escrow.CodeUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="escrow"`)
 	}
-	writeJSON(w, statusOf(b.Error.Code), b)
+	writeJSON(w, StatusOf(b.Error.Code), b)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

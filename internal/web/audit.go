@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/report"
 	"github.com/escrow-pam/escrow/internal/secrets"
 )
@@ -62,7 +63,7 @@ func (c *console) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 func (c *console) auditAgain(w http.ResponseWriter, r *http.Request, s *session, f auditFilters, err error) error {
-	c.render(w, r, statusOf(escrow.ErrorCode(err)), "audit", s, &view{Title: "Audit trail", Nav: "audit",
+	c.render(w, r, httpapi.StatusOf(escrow.ErrorCode(err)), "audit", s, &view{Title: "Audit trail", Nav: "audit",
 		Error: escrow.ErrorMessage(err), Data: &auditData{F: f}})
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
 )
 
 type requestsData struct {
@@ -125,7 +126,7 @@ func (c *console) decide(w http.ResponseWriter, r *http.Request, s *session) err
 			return err
 		}
 		d2.Comment = comment
-		c.render(w, r, statusOf(escrow.ErrorCode(err)), "request", s, &view{Title: "Request for " + d2.R.SecretPath, Nav: navOf(d2),
+		c.render(w, r, httpapi.StatusOf(escrow.ErrorCode(err)), "request", s, &view{Title: "Request for " + d2.R.SecretPath, Nav: navOf(d2),
 			Error: escrow.ErrorMessage(err), Data: d2, Back: back})
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/access"
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/secrets"
 )
 
@@ -285,7 +286,7 @@ func (c *console) secretAgain(w http.ResponseWriter, r *http.Request, s *session
 	v := &view{Title: d.S.Path(), Nav: "secrets", Data: d, Back: "/secrets/" + url.PathEscape(id)}
 	status := http.StatusOK
 	if failure != nil {
-		status = statusOf(escrow.ErrorCode(failure))
+		status = httpapi.StatusOf(escrow.ErrorCode(failure))
 		v.Error = escrow.ErrorMessage(failure)
 	}
 	c.render(w, r, status, "secret", s, v)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/escrow-pam/escrow/internal/auth"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
 )
 
 // session is the signed-in user of one request.
@@ -183,7 +184,7 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 	p, authTime, err := c.cfg.Login.Finish(r.Context(), q.Get("code"), ls.Verifier, ls.Nonce)
 	if err != nil {
 		c.logger.WarnContext(r.Context(), "web sign-in failed", "err", err)
-		c.render(w, r, statusOf(escrow.ErrorCode(err)), "error", nil, &view{Title: "Sign-in failed",
+		c.render(w, r, httpapi.StatusOf(escrow.ErrorCode(err)), "error", nil, &view{Title: "Sign-in failed",
 			Error: escrow.ErrorMessage(err), Retry: "/login?next=" + url.QueryEscape(ls.Next)})
 		return
 	}

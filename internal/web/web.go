@@ -34,6 +34,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/auth"
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
+	"github.com/escrow-pam/escrow/internal/httpapi"
 	"github.com/escrow-pam/escrow/internal/report"
 	"github.com/escrow-pam/escrow/internal/secrets"
 )
@@ -260,29 +261,11 @@ func safePath(p string) string {
 // client-safe message.
 func (c *console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	code := escrow.ErrorCode(err)
-	status := statusOf(code)
+	status := httpapi.StatusOf(code)
 	if status >= 500 {
 		c.logger.ErrorContext(r.Context(), "web page failed", "path", r.URL.Path, "err", err)
 	}
 	c.render(w, r, status, "error", s, &view{Title: titleOf(code), Error: escrow.ErrorMessage(err)})
-}
-
-func statusOf(code escrow.Code) int {
-	switch code {
-	case escrow.CodeInvalid:
-		return http.StatusBadRequest
-	case escrow.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case escrow.CodeForbidden:
-		return http.StatusForbidden
-	case escrow.CodeNotFound:
-		return http.StatusNotFound
-	case escrow.CodeConflict:
-		return http.StatusConflict
-	case escrow.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }
 
 func titleOf(code escrow.Code) string {
