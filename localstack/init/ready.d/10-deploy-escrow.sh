@@ -39,7 +39,8 @@ awslocal cloudformation deploy \
   --parameter-overrides \
     "OIDCIssuer=$ESCROW_OIDC_ISSUER" \
     "OIDCAudience=${ESCROW_OIDC_AUDIENCE:-escrow}" \
-    "AuditSigningKey=$signing_key"
+    "AuditSigningKey=$signing_key" \
+    "PublicURL=${ESCROW_PUBLIC_URL:-}"
 
 awslocal cloudformation describe-stacks --stack-name "$stack" \
   --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text
