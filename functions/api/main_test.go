@@ -426,3 +426,27 @@ func demoUser(t *testing.T, role string) auth.DevUser {
 	t.Fatalf("no demo user has role %s", role)
 	return auth.DevUser{}
 }
+
+// TestBootstrapRefusesPlainHTTPConsole checks that a console URL the
+// session cookie cannot work on (plain http: the cookie is Secure) stops
+// the function at start, saying why, rather than serving a console nobody
+// can sign in to.
+func TestBootstrapRefusesPlainHTTPConsole(t *testing.T) {
+	bin := lambdatest.Build(t, ".")
+	rt := lambdatest.NewRuntime(t)
+	iss := startIssuer(t)
+	env := append(lambdaEnv(rt, "http://127.0.0.1:9", iss.url),
+		"TABLE_NAME=t", "AUDIT_TABLE_NAME=a", "KMS_KEY_ID=k", "PUBLIC_URL=http://escrow.example.test")
+	fn := lambdatest.Start(t, bin, env)
+	err := fn.Wait(t)
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Errorf("exit = %v, want exit status 1", err)
+	}
+	if stderr := string(fn.Stderr(t)); !strings.Contains(stderr, "PublicURL is plain http") {
+		t.Errorf("stderr does not say why:\n%s", stderr)
+	}
+	if n := rt.NextCalls(); n != 0 {
+		t.Errorf("bootstrap asked for %d invocations before failing, want 0", n)
+	}
+}
