@@ -116,7 +116,7 @@ func (s *stack) seed(password string) (gated, open string) {
 	if _, err := s.secrets.SetFolderPolicy(ctx, "/ops", &escrow.Policy{
 		Approval: &escrow.ApprovalRule{For: []escrow.AccessKind{escrow.AccessView},
 			Steps:          []escrow.ApprovalStep{{Approvers: []string{"group:approvers"}, Quorum: 1}},
-			PendingTimeout: escrow.Duration(time.Hour), MaxDuration: escrow.Duration(4 * time.Hour)},
+			PendingTimeout: escrow.Duration(time.Hour), MaxDuration: escrow.Duration(4 * time.Hour), AllowFutureStart: true},
 		Comment: escrow.CommentRule{Mode: escrow.CommentRequired, Prompt: "Change number", Pattern: `^CHG[0-9]{7}$`,
 			PatternMessage: "Enter the change number, e.g. CHG0012345"},
 	}, nil); err != nil {

@@ -496,3 +496,34 @@ func TestCheckoutExtendCheckin(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestALaterWindowInTheBrowsersZone(t *testing.T) {
+	s := newStack(t)
+	gated, _ := s.seed(canary)
+	b := s.browser("alice")
+	p := b.signIn("/secrets/" + gated)
+	if !strings.Contains(p.body, `type="datetime-local"`) {
+		t.Fatalf("a policy that allows booking ahead offers no start field:\n%s", p.body)
+	}
+	// A browser at UTC+2 books 14:30 local two days ahead: 12:30 UTC.
+	day := time.Now().UTC().Add(48 * time.Hour).Format("2006-01-02")
+	r := b.post("/secrets/"+gated+"/request", url.Values{"csrf": {b.csrf(p)}, "access": {"view"}, "when": {"later"},
+		"start": {day + "T14:30"}, "tz": {"-120"}, "duration": {"2h0m0s"}, "comment": {"CHG0012345"}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("booking ahead: %d\n%s", r.status, r.body)
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(r.location, "/requests/"), "?done=requested")
+	req, err := s.access.Get(as(admin), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := time.Parse("2006-01-02T15:04", day+"T12:30")
+	if !req.Start.Equal(want) || req.End.Sub(req.Start) != 2*time.Hour {
+		t.Fatalf("window %s to %s, want %s for 2h", req.Start, req.End, want)
+	}
+	bad := b.post("/secrets/"+gated+"/request", url.Values{"csrf": {b.csrf(p)}, "access": {"view"}, "when": {"later"},
+		"start": {"tomorrow"}, "duration": {"2h0m0s"}, "comment": {"CHG0012345"}})
+	if bad.status != http.StatusBadRequest || !strings.Contains(bad.body, "give the start as a date and time") {
+		t.Fatalf("a start that is not a date: %d\n%s", bad.status, bad.body)
+	}
+}
