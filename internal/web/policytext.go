@@ -46,11 +46,19 @@ func policyWords(p *escrow.Policy, from string) []string {
 	}
 	switch c := p.Comment; c.Mode {
 	case escrow.CommentRequired:
-		s := "A comment is required"
+		var uses []string
 		if c.OnReveal {
-			s += " for every reveal and request"
-		} else {
-			s += " for every request"
+			uses = append(uses, "reveal")
+		}
+		if p.Approval != nil && len(p.Approval.For) > 0 {
+			uses = append(uses, "request")
+		}
+		if p.Checkout != nil {
+			uses = append(uses, "checkout")
+		}
+		s := "A comment is required"
+		if len(uses) > 0 {
+			s += " for every " + andList(uses)
 		}
 		if c.Prompt != "" {
 			s += ": " + c.Prompt
@@ -143,6 +151,13 @@ func orList(xs []string) string {
 		return xs[0]
 	}
 	return strings.Join(xs[:len(xs)-1], ", ") + " or " + xs[len(xs)-1]
+}
+
+func andList(xs []string) string {
+	if len(xs) < 2 {
+		return strings.Join(xs, "")
+	}
+	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
 }
 
 func plural(n int) string {

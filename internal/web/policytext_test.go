@@ -28,7 +28,7 @@ func TestPolicyWords(t *testing.T) {
 		"at most 4 h and is dropped if nobody decides within 1 h",
 		"booked in advance",
 		"signed in within 5 min",
-		"A comment is required for every reveal and request: Change number.",
+		"A comment is required for every reveal, request and checkout: Change number.",
 		"Enter the change number, e.g. CHG0012345",
 		"Requests must name a change ticket, checked live against the ticket system snow (state Implement). If the ticket system cannot be reached, no access is given.",
 		"One person at a time may check it out, for 15 min, extendable 2 times.",

@@ -27,6 +27,7 @@ type secretsData struct {
 	Query      string
 	Secrets    []*escrow.Secret
 	More       bool // the listing was cut at listLimit
+	Below      bool // Secrets are those below Folder, which holds none itself
 }
 
 // secretsPage browses a folder (and searches below it): GET
@@ -59,6 +60,11 @@ func (c *console) secretsPage(w http.ResponseWriter, r *http.Request, s *session
 		if matches(sec, needle) {
 			d.Secrets = append(d.Secrets, sec)
 		}
+	}
+	// A folder with nothing of its own lists what lies below it, so the
+	// first page is never just a list of folder names.
+	if q == "" && len(d.Secrets) == 0 && len(page.Secrets) > 0 {
+		d.Secrets, d.Below = page.Secrets, true
 	}
 	c.render(w, r, http.StatusOK, "secrets", s, &view{Title: "Secrets", Nav: "secrets", Data: d})
 	return nil

@@ -527,3 +527,34 @@ func TestRequestALaterWindowInTheBrowsersZone(t *testing.T) {
 		t.Fatalf("a start that is not a date: %d\n%s", bad.status, bad.body)
 	}
 }
+
+func TestBrowseAndSearch(t *testing.T) {
+	s := newStack(t)
+	gated, open := s.seed(canary)
+	b := s.browser("alice")
+	p := b.signIn("/secrets")
+	for _, want := range []string{`href="/secrets?folder=%2fops"`, `href="/secrets?folder=%2fopen"`, "Secrets below / that you can see",
+		`href="/secrets/` + gated + `"`, `href="/secrets/` + open + `"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the top page lacks %s", want)
+		}
+	}
+	in := b.get("/secrets?folder=/open")
+	if !strings.Contains(in.body, "Secrets in /open") || !strings.Contains(in.body, "/open/app") || strings.Contains(in.body, "/ops/db") {
+		t.Errorf("browsing /open:\n%s", in.body)
+	}
+	found := b.get("/secrets?q=APP")
+	if !strings.Contains(found.body, "/open/app") || strings.Contains(found.body, "/ops/db") {
+		t.Errorf("searching app:\n%s", found.body)
+	}
+	none := b.get("/secrets?q=nothing-like-this")
+	if !strings.Contains(none.body, "matches “nothing-like-this”") {
+		t.Errorf("a search that finds nothing:\n%s", none.body)
+	}
+	if bad := b.get("/secrets?folder=../etc"); bad.status != http.StatusBadRequest {
+		t.Errorf("a folder that is not a clean path: %d", bad.status)
+	}
+	if strings.Contains(p.body+in.body+found.body, canary) {
+		t.Error("a listing holds a secret value")
+	}
+}
