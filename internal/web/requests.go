@@ -14,6 +14,15 @@ type requestsData struct {
 	Requests []*escrow.Request
 	Next     string
 	Inbox    bool // the approvals inbox, not "my requests"
+	// Items are the inbox's requests with what deciding needs.
+	Items []inboxItem
+}
+
+// inboxItem is one pending decision in the approvals inbox.
+type inboxItem struct {
+	R          *escrow.Request
+	Step       stepView
+	NeedStepUp bool
 }
 
 func (c *console) requestsPage(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -31,8 +40,18 @@ func (c *console) approvalsPage(w http.ResponseWriter, r *http.Request, s *sessi
 	if err != nil {
 		return err
 	}
-	c.render(w, r, http.StatusOK, "requests", s, &view{Title: "Approvals", Nav: "approvals",
-		Data: &requestsData{Requests: page.Requests, Next: page.Next, Inbox: true}})
+	d := &requestsData{Requests: page.Requests, Next: page.Next, Inbox: true}
+	now := c.clock.Now()
+	for _, req := range page.Requests {
+		it := inboxItem{R: req, NeedStepUp: now.Sub(s.AuthTime) > req.Policy.Approval.StepUpAge()}
+		if a := req.Policy.Approval; a != nil && req.Step < len(a.Steps) {
+			st := a.Steps[req.Step]
+			it.Step = stepView{N: req.Step + 1, Of: len(a.Steps), Name: st.Name, Quorum: st.Quorum,
+				Approvals: req.Approvals(req.Step), Approvers: prettyPrincipals(st.Approvers), Current: true}
+		}
+		d.Items = append(d.Items, it)
+	}
+	c.render(w, r, http.StatusOK, "requests", s, &view{Title: "Approvals", Nav: "approvals", Data: d})
 	return nil
 }
 

@@ -558,3 +558,26 @@ func TestBrowseAndSearch(t *testing.T) {
 		t.Error("a listing holds a secret value")
 	}
 }
+
+func TestApprovalsInbox(t *testing.T) {
+	s := newStack(t)
+	gated, _ := s.seed(canary)
+	alice, bob := s.browser("alice"), s.browser("bob")
+	alice.signIn("/secrets/" + gated)
+	id := requestAccess(t, alice, gated)
+	if own := alice.get("/approvals"); strings.Contains(own.body, id) {
+		t.Fatal("alice's own request is in her approvals inbox")
+	}
+	in := bob.signIn("/approvals")
+	if strings.Count(in.body, `data-testid="inbox-item"`) != 1 || !strings.Contains(in.body, "CHG0012345") ||
+		!strings.Contains(in.body, `action="/requests/`+id+`/decision"`) || !strings.Contains(in.body, "1 of 1: 0 of 1 approval(s)") {
+		t.Fatalf("bob's inbox:\n%s", in.body)
+	}
+	d := bob.post("/requests/"+id+"/decision", url.Values{"csrf": {bob.csrf(in)}, "decision": {"approve"}, "comment": {"ok"}, "back": {"/approvals"}})
+	if d.status != http.StatusSeeOther || !strings.Contains(d.location, "done=approved") {
+		t.Fatalf("approve from the inbox: %d %s", d.status, d.location)
+	}
+	if after := bob.get("/approvals"); !strings.Contains(after.body, "Nothing is waiting for you") {
+		t.Fatalf("the decided request is still in the inbox:\n%s", after.body)
+	}
+}
