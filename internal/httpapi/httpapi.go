@@ -159,16 +159,10 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := a.requestContext(r)
-		ri := escrow.RequestInfoFrom(ctx)
-		w.Header().Set("X-Request-Id", ri.RequestID)
+		w.Header().Set("X-Request-Id", escrow.RequestInfoFrom(ctx).RequestID)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		cfg.Web.ServeHTTP(sw, r.WithContext(ctx))
-		lvl := slog.LevelDebug
-		if sw.status >= 500 {
-			lvl = slog.LevelError
-		}
-		a.logger.Log(ctx, lvl, "web request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-			"ms", float64(time.Since(start).Microseconds())/1000, "requestId", ri.RequestID)
+		a.logRequest(ctx, "web request", r.Method, r.URL.Path, sw.status, start)
 	}))
 	return mux
 }
@@ -205,13 +199,19 @@ func (a *api) wrap(rt route) http.Handler {
 		if err != nil {
 			writeError(sw, r.WithContext(ctx), err)
 		}
-		lvl := slog.LevelDebug
-		if sw.status >= 500 {
-			lvl = slog.LevelError
-		}
-		a.logger.Log(ctx, lvl, "request", "method", r.Method, "route", rt.pattern, "status", sw.status,
-			"ms", float64(time.Since(start).Microseconds())/1000, "requestId", ri.RequestID, "sub", subject(ctx))
+		a.logRequest(ctx, "request", r.Method, rt.pattern, sw.status, start)
 	})
+}
+
+// logRequest logs one answered request: debug, or error for a 5xx. It
+// names the route (or the console's path), never a query or a body.
+func (a *api) logRequest(ctx context.Context, msg, method, route string, status int, start time.Time) {
+	lvl := slog.LevelDebug
+	if status >= 500 {
+		lvl = slog.LevelError
+	}
+	a.logger.Log(ctx, lvl, msg, "method", method, "route", route, "status", status,
+		"ms", float64(time.Since(start).Microseconds())/1000, "requestId", escrow.RequestInfoFrom(ctx).RequestID, "sub", subject(ctx))
 }
 
 // authenticate verifies the bearer token. A failure is audited (who tried,

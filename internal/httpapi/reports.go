@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -21,11 +22,7 @@ func (a *api) listReports(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// runReport streams a report: the status and headers go out with the
-// first bytes, once the service has checked the caller and audited the
-// run; until then an error is answered as usual. An error after that can
-// no longer change the status, so the connection is aborted instead: the
-// client sees a broken transfer, never a short report that looks whole.
+// runReport streams a report (ServeReport) with the query's parameters.
 func (a *api) runReport(w http.ResponseWriter, r *http.Request) error {
 	if a.reports == nil {
 		return escrow.Errorf(escrow.CodeUnavailable, "reports are not configured on this server")
@@ -49,19 +46,29 @@ func (a *api) runReport(w http.ResponseWriter, r *http.Request) error {
 	if format == "" {
 		format = report.FormatJSON
 	}
-	name := r.PathValue("name")
+	return ServeReport(w, r, a.reports, r.PathValue("name"), p, format, a.logger)
+}
+
+// ServeReport runs report name as format (CSV downloads as an attachment)
+// and streams it to w: the status and headers go out with the first
+// bytes, once the service has checked the caller and audited the run;
+// until then an error is returned for the caller to answer as usual. An
+// error after that can no longer change the status, so the connection is
+// aborted instead: the client sees a broken transfer, never a short report
+// that looks whole. The web console's downloads use it too.
+func ServeReport(w http.ResponseWriter, r *http.Request, reports *report.Service, name string, p report.Params, format string, logger *slog.Logger) error {
 	out := &reportOutput{w: w, rc: http.NewResponseController(w), format: format, name: name}
 	rw, err := report.NewWriter(format, out)
 	if err != nil {
 		return err
 	}
-	err = a.reports.Run(r.Context(), name, p, &startWriter{RowWriter: rw, out: out})
+	err = reports.Run(r.Context(), name, p, &startWriter{RowWriter: rw, out: out})
 	if err != nil && !out.wrote {
 		w.Header().Del("Content-Disposition")
 		return err
 	}
 	if err != nil {
-		a.logger.WarnContext(r.Context(), "report aborted mid-stream", "report", name,
+		logger.WarnContext(r.Context(), "report aborted mid-stream", "report", name,
 			"requestId", escrow.RequestInfoFrom(r.Context()).RequestID, "err", err)
 		panic(http.ErrAbortHandler)
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -135,10 +134,8 @@ func (c *console) reportsPage(w http.ResponseWriter, r *http.Request, s *session
 }
 
 // reportDownload streams a report as CSV: GET /reports/{name}.csv?from=
-// &to=&user=&secret=&ticket= (dates as YYYY-MM-DD or RFC 3339). The
-// headers go out with the first row, once the service has checked the
-// caller and audited the run; a failure after that aborts the transfer, so
-// a short file is never taken for a whole one.
+// &to=&user=&secret=&ticket= (dates as YYYY-MM-DD or RFC 3339), as the API
+// does (httpapi.ServeReport).
 func (c *console) reportDownload(w http.ResponseWriter, r *http.Request, s *session) error {
 	if c.cfg.Reports == nil {
 		return escrow.Errorf(escrow.CodeUnavailable, "reports are not configured on this server")
@@ -160,22 +157,7 @@ func (c *console) reportDownload(w http.ResponseWriter, r *http.Request, s *sess
 		p.To = p.To.Add(24 * time.Hour)
 	}
 	p.User, p.Secret, p.Ticket = strings.TrimSpace(qs.Get(report.ParamUser)), strings.TrimSpace(qs.Get(report.ParamSecret)), strings.TrimSpace(qs.Get(report.ParamTicket))
-	out := &csvOut{w: w, name: name, now: c.clock.Now()}
-	rw, err := report.NewWriter(report.FormatCSV, out)
-	if err != nil {
-		return err
-	}
-	err = c.cfg.Reports.Run(r.Context(), name, p, &csvStart{RowWriter: rw, out: out})
-	if err != nil && !out.wrote {
-		w.Header().Del("Content-Disposition")
-		w.Header().Del("Content-Type")
-		return err
-	}
-	if err != nil {
-		c.logger.WarnContext(r.Context(), "web report aborted mid-stream", "report", name, "err", err)
-		panic(http.ErrAbortHandler)
-	}
-	return nil
+	return httpapi.ServeReport(w, r, c.cfg.Reports, name, p, report.FormatCSV, c.logger)
 }
 
 func when(v, name string) (time.Time, error) {
@@ -186,39 +168,4 @@ func when(v, name string) (time.Time, error) {
 		return t, nil
 	}
 	return day(v, name)
-}
-
-type csvStart struct {
-	report.RowWriter
-	out *csvOut
-}
-
-func (s *csvStart) Begin(cols []report.Column) error {
-	h := s.out.w.Header()
-	h.Set("Content-Type", report.ContentType(report.FormatCSV))
-	h.Set("Content-Disposition", `attachment; filename="escrow-`+fileSafe(s.out.name)+"-"+s.out.now.UTC().Format("20060102T150405Z")+`.csv"`)
-	return s.RowWriter.Begin(cols)
-}
-
-type csvOut struct {
-	w     http.ResponseWriter
-	name  string
-	now   time.Time
-	wrote bool
-}
-
-func (o *csvOut) Write(b []byte) (int, error) {
-	o.wrote = true
-	return o.w.Write(b)
-}
-
-var _ io.Writer = (*csvOut)(nil)
-
-func fileSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
-			return r
-		}
-		return -1
-	}, s)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/escrow-pam/escrow/internal/checkout"
 	"github.com/escrow-pam/escrow/internal/escrow"
 	"github.com/escrow-pam/escrow/internal/keys/local"
+	"github.com/escrow-pam/escrow/internal/report"
 	"github.com/escrow-pam/escrow/internal/secrets"
 	"github.com/escrow-pam/escrow/internal/store/sqlite"
 	"github.com/escrow-pam/escrow/internal/web"
@@ -89,7 +90,8 @@ func newStack(t testing.TB) *stack {
 	acc := access.New(access.Config{Store: store, Requests: store, Audit: store})
 	co := checkout.New(checkout.Config{Store: store, Checkouts: store, Audit: store, Keys: keys, Grants: store})
 	clock := &shiftClock{}
-	h, err := web.New(web.Config{Secrets: svc, Access: acc, Checkout: co, Sessions: store, Login: rp, PublicURL: srv.URL, Insecure: true, Clock: clock})
+	reports := report.New(report.Config{Store: store, Requests: store, Audit: store})
+	h, err := web.New(web.Config{Secrets: svc, Access: acc, Checkout: co, Reports: reports, Sessions: store, Login: rp, PublicURL: srv.URL, Insecure: true, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -380,14 +380,23 @@ func TestSignInRefusesForeignState(t *testing.T) {
 
 func TestLoginNeverRedirectsOffSite(t *testing.T) {
 	s := newStack(t)
-	for _, next := range []string{"//evil.example/x", "https://evil.example/", `/\evil.example`, "javascript:alert(1)"} {
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", `/\evil.example`, "javascript:alert(1)", "/secrets"} {
 		b := s.browser("alice")
-		p := b.signIn("/login?next=" + url.QueryEscape(next))
-		if p.status != http.StatusSeeOther && p.status != http.StatusOK {
-			t.Fatalf("next=%s: %d", next, p.status)
+		p := b.get("/login?next=" + url.QueryEscape(next))
+		authz, err := url.Parse(p.location)
+		if err != nil || p.status != http.StatusSeeOther {
+			t.Fatalf("next=%s: %d %s", next, p.status, p.location)
 		}
-		if strings.Contains(p.location, "evil") || strings.Contains(p.location, "javascript") {
-			t.Fatalf("next=%s led to %s", next, p.location)
+		form := authz.Query()
+		form.Set("user", "alice")
+		back := b.postFrom(s.url+"/dev/oidc/authorize", form, "")
+		cb := b.get(back.location)
+		want := "/"
+		if next == "/secrets" {
+			want = next // a local path is kept
+		}
+		if cb.status != http.StatusSeeOther || cb.location != want {
+			t.Errorf("next=%s: the callback sends the browser to %q (%d), want %q", next, cb.location, cb.status, want)
 		}
 	}
 }
@@ -579,5 +588,36 @@ func TestApprovalsInbox(t *testing.T) {
 	}
 	if after := bob.get("/approvals"); !strings.Contains(after.body, "Nothing is waiting for you") {
 		t.Fatalf("the decided request is still in the inbox:\n%s", after.body)
+	}
+}
+
+func TestAuditSearchAndCSV(t *testing.T) {
+	s := newStack(t)
+	_, open := s.seed(canary)
+	alice, auditor, carol := s.browser("alice"), s.browser("auditor"), s.browser("carol")
+	p := alice.signIn("/secrets/" + open)
+	if r := alice.post("/secrets/"+open+"/reveal", url.Values{"csrf": {alice.csrf(p)}}); r.status != http.StatusOK {
+		t.Fatalf("reveal: %d", r.status)
+	}
+	a := auditor.signIn("/audit?actor=alice&action=secret.reveal")
+	if !strings.Contains(a.body, `data-testid="audit-results"`) || !strings.Contains(a.body, "secret:"+open) ||
+		!strings.Contains(a.body, `href="/reports/access-by-user.csv?user=alice"`) {
+		t.Fatalf("the auditor's search:\n%s", a.body)
+	}
+	csv := auditor.get("/reports/access-by-user.csv?user=alice")
+	if csv.status != http.StatusOK || !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") ||
+		!strings.Contains(csv.header.Get("Content-Disposition"), "attachment") || !strings.Contains(csv.body, "secret.reveal") {
+		t.Fatalf("CSV download: %d %v\n%s", csv.status, csv.header, csv.body)
+	}
+	if strings.Contains(a.body+csv.body, canary) {
+		t.Fatal("the audit trail holds the value")
+	}
+	carol.signIn("/secrets")
+	if r := carol.get("/reports/activity.csv"); r.status != http.StatusForbidden || r.header.Get("Content-Disposition") != "" ||
+		!strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("carol's download: %d %v", r.status, r.header)
+	}
+	if r := auditor.get("/audit?from=yesterday"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "from must be a date") {
+		t.Fatalf("a bad date: %d", r.status)
 	}
 }
