@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -60,6 +62,13 @@ func idsOf[T any](xs []T, id func(T) string) []string {
 // every store port promises. It returns the winner.
 func raceOne(t *testing.T, n int, prevRevision int64, put func(i int) error) int {
 	t.Helper()
+	return raceOneLosing(t, n, fmt.Sprintf("from revision %d", prevRevision), put, escrow.ErrConflict)
+}
+
+// raceOneLosing is raceOne where a loser may get any of losers (a delete
+// that follows the winner finds nothing: ErrNotFound).
+func raceOneLosing(t *testing.T, n int, what string, put func(i int) error, losers ...error) int {
+	t.Helper()
 	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -71,22 +80,22 @@ func raceOne(t *testing.T, n int, prevRevision int64, put func(i int) error) int
 	}
 	close(start)
 	wg.Wait()
-	winner, conflicts := -1, 0
+	winner, lost := -1, 0
 	for i, err := range errs {
 		switch {
 		case err == nil && winner >= 0:
 			t.Errorf("racers %d and %d both won", winner, i)
 		case err == nil:
 			winner = i
-		case errors.Is(err, escrow.ErrConflict):
-			conflicts++
+		case slices.ContainsFunc(losers, func(l error) bool { return errors.Is(err, l) }):
+			lost++
 		default:
-			t.Errorf("racer %d: %v, want ErrConflict", i, err)
+			t.Errorf("racer %d: %v, want one of %v", i, err, losers)
 		}
 	}
 	if winner < 0 {
 		t.Fatalf("no racer won: %v", errs)
 	}
-	t.Logf("%d racers from revision %d: racer %d won, %d got ErrConflict", n, prevRevision, winner, conflicts)
+	t.Logf("%d racers %s: racer %d won, %d lost as they should", n, what, winner, lost)
 	return winner
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -361,33 +359,9 @@ func testSessionDeleteRace(t *testing.T, b SessionBackend) {
 	for i := range recs {
 		recs[i] = sessionRecord(ctx, c, escrow.ActionSessionLogout, sess)
 	}
-	errs := make([]error, sessionRacers)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range sessionRacers {
-		wg.Go(func() {
-			<-start
-			errs[i] = b.DeleteSession(ctx, sess.IDHash, recs[i])
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Errorf("racers %d and %d both won", winner, i)
-		case err == nil:
-			winner = i
-		case errors.Is(err, escrow.ErrNotFound), errors.Is(err, escrow.ErrConflict):
-		default:
-			t.Errorf("racer %d: %v, want ErrNotFound or ErrConflict", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatalf("no racer won: %v", errs)
-	}
+	winner := raceOneLosing(t, sessionRacers, "deleting one session", func(i int) error {
+		return b.DeleteSession(ctx, sess.IDHash, recs[i])
+	}, escrow.ErrNotFound, escrow.ErrConflict)
 	wantNoSession(t, b, ctx, "after the race", sess.IDHash)
 	checkAudit(t, b, ctx, create, recs[winner])
 }
