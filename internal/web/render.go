@@ -74,7 +74,10 @@ func parsePages() (map[string]*template.Template, error) {
 		if path.Base(n) == "layout.html" {
 			continue
 		}
-		t, err := template.Must(layout.Clone()).ParseFS(assets, n)
+		t, err := layout.Clone()
+		if err == nil {
+			t, err = t.ParseFS(assets, n)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", n, err)
 		}

@@ -49,6 +49,9 @@ const (
 	sessionCookieDev    = "escrow-session"
 	loginCookie         = "escrow-login"
 	loginTTL            = 10 * time.Minute
+	// stepUpMaxAge is how fresh the identity provider's authentication
+	// must be on a step-up sign-in (OIDC max_age).
+	stepUpMaxAge = time.Minute
 )
 
 func (c *console) sessionCookieName() string {
@@ -63,8 +66,8 @@ func hashID(id string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// errNoSession is why a request has no session; the message is shown on
-// the sign-in redirect.
+// Why a request has no session: an expired one is sent to sign in with
+// expired=1.
 var (
 	errNoSession      = errors.New("not signed in")
 	errSessionExpired = errors.New("your session has expired; sign in again")
@@ -132,9 +135,12 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 		next = "/"
 	}
 	stepUp := r.URL.Query().Get("stepup") == "1"
-	// A step-up forces a fresh authentication; callback then checks that
-	// the identity provider's auth_time is not older than this login.
+	// A step-up asks for a fresh authentication (prompt=login, max_age),
+	// and the callback refuses an auth_time older than that.
 	opt := auth.BeginOptions{ForceLogin: stepUp}
+	if stepUp {
+		opt.MaxAge = stepUpMaxAge
+	}
 	if s, err := c.session(r); err == nil {
 		opt.LoginHint = s.Principal.Subject
 		if !stepUp {
@@ -181,17 +187,17 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 			Error: "The identity provider did not sign you in (" + truncate(q.Get("error"), 64) + ").", Retry: "/login?next=" + url.QueryEscape(ls.Next)})
 		return
 	}
-	p, authTime, err := c.cfg.Login.Finish(r.Context(), q.Get("code"), ls.Verifier, ls.Nonce)
+	var maxAge time.Duration
+	retry := url.Values{"next": {ls.Next}}
+	if ls.StepUp {
+		maxAge = stepUpMaxAge
+		retry.Set("stepup", "1")
+	}
+	p, authTime, err := c.cfg.Login.FinishMaxAge(r.Context(), q.Get("code"), ls.Verifier, ls.Nonce, maxAge)
 	if err != nil {
 		c.logger.WarnContext(r.Context(), "web sign-in failed", "err", err)
 		c.render(w, r, httpapi.StatusOf(escrow.ErrorCode(err)), "error", nil, &view{Title: "Sign-in failed",
-			Error: escrow.ErrorMessage(err), Retry: "/login?next=" + url.QueryEscape(ls.Next)})
-		return
-	}
-	if ls.StepUp && authTime.Unix() < ls.Started-60 {
-		c.render(w, r, http.StatusUnauthorized, "error", nil, &view{Title: "Sign-in not recent",
-			Error: "The identity provider did not ask you to sign in again, so this sign-in cannot be used to decide.",
-			Retry: "/login?stepup=1&next=" + url.QueryEscape(ls.Next)})
+			Error: escrow.ErrorMessage(err), Retry: "/login?" + retry.Encode()})
 		return
 	}
 	ctx := escrow.NewContext(r.Context(), p)

@@ -45,7 +45,9 @@ var assets embed.FS
 // Login runs the OpenID Connect sign-in; *auth.RP implements it.
 type Login interface {
 	Begin(ctx context.Context, opt auth.BeginOptions) (*auth.Login, error)
-	Finish(ctx context.Context, code, codeVerifier, nonce string) (*escrow.Principal, time.Time, error)
+	// FinishMaxAge with maxAge > 0 refuses an authentication older than
+	// maxAge (a step-up).
+	FinishMaxAge(ctx context.Context, code, codeVerifier, nonce string, maxAge time.Duration) (*escrow.Principal, time.Time, error)
 }
 
 // Config wires the console.
