@@ -241,19 +241,7 @@ func TestSessionPurge(t *testing.T) {
 func TestSessionMigration(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "escrow.db")
-	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "CREATE TABLE sessions") })
-	if before < 0 {
-		t.Fatal("no migration creates the sessions table")
-	}
-	db := rawDB(t, path)
-	for i, m := range migrations[:before] {
-		if _, err := db.ExecContext(ctx, m); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedBefore(t, path, "CREATE TABLE sessions")
 	old := newRecord(0)
 	b, err := json.Marshal(old)
 	if err != nil {
@@ -480,19 +468,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 func TestAuditTicketMigration(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "escrow.db")
-	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "ADD COLUMN ticket") })
-	if before < 0 {
-		t.Fatal("no migration adds the audit ticket column")
-	}
-	db := rawDB(t, path)
-	for i, m := range migrations[:before] {
-		if _, err := db.ExecContext(ctx, m); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedBefore(t, path, "ADD COLUMN ticket")
 	old := newRecord(0)
 	old.Ticket = "CHG1"
 	b, err := json.Marshal(old)
@@ -533,19 +509,7 @@ func TestAuditTicketMigration(t *testing.T) {
 func TestRotationMigration(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "escrow.db")
-	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "ADD COLUMN pending_version") })
-	if before < 0 {
-		t.Fatal("no migration adds the pending_version column")
-	}
-	db := rawDB(t, path)
-	for i, m := range migrations[:before] {
-		if _, err := db.ExecContext(ctx, m); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedBefore(t, path, "ADD COLUMN pending_version")
 	id := escrow.NewID(t0)
 	if _, err := db.ExecContext(ctx, `INSERT INTO secrets (id, path, folder, name, type, description,
 		current_version, revision, created_at, created_by, updated_at, updated_by)
@@ -587,19 +551,7 @@ func TestRotationMigration(t *testing.T) {
 func TestQLockMigration(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "escrow.db")
-	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, "CREATE TABLE qlock_keys") })
-	if before < 0 {
-		t.Fatal("no migration creates the qlock_keys table")
-	}
-	db := rawDB(t, path)
-	for i, m := range migrations[:before] {
-		if _, err := db.ExecContext(ctx, m); err != nil {
-			t.Fatalf("migration %d: %v", i+1, err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedBefore(t, path, "CREATE TABLE qlock_keys")
 	id := escrow.NewID(t0)
 	if _, err := db.ExecContext(ctx, `INSERT INTO secrets (id, path, folder, name, type, description,
 		current_version, revision, created_at, created_by, updated_at, updated_by)
@@ -1123,4 +1075,27 @@ func BenchmarkAuditedReveal(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reveals/s")
+}
+
+// migratedBefore makes a database at path at the schema version just
+// before the first migration that contains marker, as a store of that
+// version left it, and returns it open: the starting point of a migration
+// test.
+func migratedBefore(t *testing.T, path, marker string) *sql.DB {
+	t.Helper()
+	ctx := t.Context()
+	before := slices.IndexFunc(migrations, func(m string) bool { return strings.Contains(m, marker) })
+	if before < 0 {
+		t.Fatalf("no migration contains %q", marker)
+	}
+	db := rawDB(t, path)
+	for i, m := range migrations[:before] {
+		if _, err := db.ExecContext(ctx, m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", before)); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
